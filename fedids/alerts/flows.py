@@ -1,0 +1,237 @@
+"""Read flow records and score them with the detector in vectorized batches.
+
+Hot path: polars selects and casts the model's feature columns in one pass, numpy holds
+the float32 matrix, torch scores a batch at a time. Only the flagged rows (a small
+minority) are turned into the context table (addresses, ports, protocol, times) that
+alerts are built from, so no per-flow Python runs for normal traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fedids.alerts.errors import AlertsInputError
+
+log = logging.getLogger(__name__)
+
+#: context column -> accepted names in flow files (case-insensitive), WUSTL's first
+CONTEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "src": ("SrcAddr", "src_ip", "srcip", "saddr", "source_ip", "Src IP"),
+    "dst": ("DstAddr", "dst_ip", "dstip", "daddr", "destination_ip", "Dst IP"),
+    "sport": ("Sport", "src_port", "sport", "Src Port"),
+    "dport": ("Dport", "dst_port", "dport", "Dst Port"),
+    "proto": ("Proto", "protocol", "proto"),
+    "start": ("StartTime", "stime", "start_time", "timestamp"),
+    "last": ("LastTime", "ltime", "last_time", "end_time"),
+}
+
+#: STIX timestamps must fall in years 0001..9999; anything else is treated as unknown
+_MAX_EPOCH = 253402300799.0
+
+
+def read_flows(path: str | Path) -> pl.DataFrame:
+    """Read a flow CSV; errors name the file.
+
+    Uses the project's robust reader (``fedids.data.loaders.read_flow_table``) when it is
+    installed, else a plain polars read where every column is text (cast later, per need).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AlertsInputError(f"flow file not found: {path}")
+    try:
+        from fedids.data.loaders import read_flow_table
+    except ImportError:
+        read_flow_table = None
+    try:
+        if read_flow_table is not None:
+            df = read_flow_table(path)
+        else:
+            df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", raise_if_empty=False)
+            df = df.rename({c: c.strip().lstrip("\ufeff") for c in df.columns})
+    except AlertsInputError:
+        raise
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        msg = str(exc)
+        raise AlertsInputError(msg if str(path) in msg else f"{path}: {msg}") from exc
+    return df
+
+
+def _as_float(df: pl.DataFrame, name: str) -> pl.Expr:
+    """A column as float64: numbers as they are, text parsed (hex like ``0x0303`` too)."""
+    col = pl.col(name)
+    dtype = df.schema[name]
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return col.cast(pl.Float64)
+    text = col.cast(pl.String).str.strip_chars()
+    hexed = text.str.to_lowercase().str.strip_prefix("0x").str.to_integer(base=16, strict=False)
+    return (
+        pl.when(text.str.to_lowercase().str.starts_with("0x"))
+        .then(hexed.cast(pl.Float64))
+        .otherwise(text.cast(pl.Float64, strict=False))
+    )
+
+
+def feature_matrix(df: pl.DataFrame, feature_names: Sequence[str], source: str) -> np.ndarray:
+    """The model's features as float32 rows (columns in ``feature_names`` order).
+
+    A missing column is an error naming it and ``source``. Cells that are not numbers,
+    NaN or infinite become 0 with a warning (counted per column): one bad cell should
+    not stop detection on a million flows, but a column with no number at all is an error.
+    """
+    missing = [c for c in feature_names if c not in df.columns]
+    if missing:
+        raise AlertsInputError(
+            f"{source}: missing feature column(s) {', '.join(missing)} required by the model"
+        )
+    if df.height == 0:
+        return np.empty((0, len(feature_names)), dtype=np.float32)
+    exprs = [_as_float(df, c).cast(pl.Float32).alias(c) for c in feature_names]
+    feats = df.select(exprs)
+    nulls = feats.null_count().row(0)
+    bad_cols = [(c, n) for c, n in zip(feature_names, nulls, strict=True) if n]
+    for c, n in bad_cols:
+        if n == df.height and df[c].null_count() < df.height:
+            example = df[c].drop_nulls().head(1).item()
+            raise AlertsInputError(
+                f"{source}: column {c} holds no numbers (e.g. {example!r}); the model needs numbers"
+            )
+    x = feats.fill_null(0.0).to_numpy(order="c").astype(np.float32, copy=False)
+    finite = np.isfinite(x)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        x[~finite] = 0.0
+        log.warning("%s: %d NaN/infinite feature value(s) scored as 0", source, n_bad)
+    if bad_cols:
+        log.warning(
+            "%s: empty or non-numeric feature cells scored as 0: %s",
+            source,
+            ", ".join(f"{c} ({n})" for c, n in bad_cols),
+        )
+    return x
+
+
+def normal_class_index(class_names: Sequence[str]) -> int:
+    """The class meaning benign traffic: named 'normal' (any case), else the first class."""
+    for i, name in enumerate(class_names):
+        if str(name).strip().lower() in ("normal", "benign"):
+            return i
+    return 0
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Per-flow outcome: ``flagged`` mask, reported class index and its probability."""
+
+    flagged: np.ndarray  # bool
+    class_idx: np.ndarray  # int64
+    prob: np.ndarray  # float32, probability of the reported class
+
+
+def decide(probs: np.ndarray, normal_idx: int, threshold: float | None) -> Verdicts:
+    """Turn class probabilities into verdicts.
+
+    ``threshold`` None: a flow is flagged when its most probable class is not normal.
+    ``threshold`` P: flagged when the attack probability (1 - p(normal)) is at least P;
+    the reported class is then the most probable attack class.
+    """
+    if threshold is None:
+        cls = probs.argmax(axis=1)
+        flagged = cls != normal_idx
+    else:
+        attack = probs.copy()
+        attack[:, normal_idx] = -1.0
+        cls = attack.argmax(axis=1)
+        flagged = (1.0 - probs[:, normal_idx]) >= threshold
+    prob = np.take_along_axis(probs, cls[:, None], axis=1)[:, 0]
+    return Verdicts(flagged=flagged, class_idx=cls.astype(np.int64), prob=prob.astype(np.float32))
+
+
+def score(
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    batch_size: int = 65536,
+    tick: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities, ``batch_size`` rows at a time (bounded memory).
+
+    ``tick`` runs between batches (the Kafka producer uses it to serve delivery reports).
+    """
+    if batch_size < 1:
+        raise AlertsInputError(f"batch size must be at least 1, got {batch_size}")
+    parts = []
+    for start in range(0, len(x), batch_size):
+        parts.append(predict_proba(x[start : start + batch_size]))
+        if tick is not None:
+            tick()
+    if not parts:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _find_column(df: pl.DataFrame, candidates: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in df.columns}
+    for name in candidates:
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def _epoch_seconds(df: pl.DataFrame, name: str) -> pl.Expr:
+    """Epoch seconds from numbers (milliseconds recognized) or date-time text."""
+    dtype = df.schema[name]
+    if dtype.is_temporal():
+        secs = pl.col(name).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
+    else:
+        num = _as_float(df, name)
+        if dtype == pl.String:
+            parsed = pl.col(name).str.strip_chars().str.to_datetime(strict=False, time_zone="UTC")
+            num = pl.coalesce(num, parsed.dt.epoch("us").cast(pl.Float64) / 1e6)
+        secs = pl.when(num > 1e11).then(num / 1000.0).otherwise(num)
+    return pl.when((secs >= 0) & (secs <= _MAX_EPOCH)).then(secs).otherwise(None)
+
+
+def context_table(df: pl.DataFrame) -> pl.DataFrame:
+    """Standard context columns for alerts: src, dst (text), sport, dport (int), proto
+    (lowercase text), start, last (epoch seconds). Absent columns are all null."""
+    exprs: list[pl.Expr] = []
+    for std, candidates in CONTEXT_COLUMNS.items():
+        name = _find_column(df, candidates)
+        if name is None:
+            dtype = {
+                "src": pl.String,
+                "dst": pl.String,
+                "proto": pl.String,
+                "sport": pl.Int64,
+                "dport": pl.Int64,
+            }.get(std, pl.Float64)
+            exprs.append(pl.lit(None, dtype=dtype).alias(std))
+        elif std in ("src", "dst", "proto"):
+            e = pl.col(name).cast(pl.String).str.strip_chars()
+            e = pl.when(e == "").then(None).otherwise(e)
+            exprs.append((e.str.to_lowercase() if std == "proto" else e).alias(std))
+        elif std in ("sport", "dport"):
+            v = _as_float(df, name)
+            ok = (v >= 0) & (v <= 65535) & (v == v.floor())
+            exprs.append(pl.when(ok).then(v).otherwise(None).cast(pl.Int64).alias(std))
+        else:
+            exprs.append(_epoch_seconds(df, name).alias(std))
+    return df.select(exprs)
+
+
+def detections_table(
+    df: pl.DataFrame, verdicts: Verdicts, class_names: Sequence[str]
+) -> pl.DataFrame:
+    """Flagged flows only: context columns plus ``attack_class`` and ``prob``."""
+    mask = pl.Series("flagged", verdicts.flagged)
+    flagged = df.filter(mask)
+    names = np.asarray([str(c) for c in class_names], dtype=object)
+    return context_table(flagged).with_columns(
+        pl.Series("attack_class", names[verdicts.class_idx[verdicts.flagged]], dtype=pl.String),
+        pl.Series("prob", verdicts.prob[verdicts.flagged], dtype=pl.Float32),
+    )

@@ -1,0 +1,257 @@
+"""Paillier key pairs: generation, versioned JSON files, fingerprints.
+
+Files in a key directory::
+
+    public.json   {"format": "fedids-paillier-public/1", "bits", "n", "fingerprint"}
+    private.json  {"format": "fedids-paillier-private/1", "bits", "n", "p", "q", "fingerprint"}
+
+Integers are lower-case hex strings. ``private.json`` is created with mode 0600 from the
+first byte (``os.open(..., 0o600)`` on a temporary file, then an atomic rename or link),
+never chmod-ed afterwards, so there is no window in which another user could read it.
+The fingerprint is the SHA-256 (hex) of ``n`` as big-endian bytes of minimal length; it
+is what logs and the CLI show. Key material itself is never logged or printed.
+
+The key objects are python-paillier's (``phe``) ``PaillierPublicKey``/``PaillierPrivateKey``:
+their decryption already uses the CRT, and the per-value benchmark uses them directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from phe import paillier
+
+from fedids.crypto.codec import MIN_KEY_BITS
+
+PublicKey = paillier.PaillierPublicKey
+PrivateKey = paillier.PaillierPrivateKey
+
+PUBLIC_FORMAT = "fedids-paillier-public/1"
+PRIVATE_FORMAT = "fedids-paillier-private/1"
+PUBLIC_FILE = "public.json"
+PRIVATE_FILE = "private.json"
+LOCK_FILE = ".keys.lock"
+
+
+class KeyFileError(ValueError):
+    """A key file that is missing, malformed or inconsistent."""
+
+
+def n_bytes(n: int) -> bytes:
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def fingerprint_of_n(n: int) -> str:
+    """SHA-256 hex of ``n``'s minimal big-endian bytes."""
+    return hashlib.sha256(n_bytes(int(n))).hexdigest()
+
+
+def fingerprint(public_key: PublicKey) -> str:
+    return fingerprint_of_n(public_key.n)
+
+
+def key_id(fingerprint_hex: str) -> int:
+    """First 8 bytes of a fingerprint as a signed int64: tags wire headers with their key."""
+    return int.from_bytes(bytes.fromhex(fingerprint_hex)[:8], "big", signed=True)
+
+
+def public_key_from_n(n: int) -> PublicKey:
+    return paillier.PaillierPublicKey(int(n))
+
+
+def generate_keypair(bits: int = 2048) -> tuple[PublicKey, PrivateKey]:
+    """A fresh key pair whose ``n`` has exactly ``bits`` bits (phe loops until it does)."""
+    if bits < MIN_KEY_BITS or bits % 2:
+        raise ValueError(f"key size {bits} is not supported (even, >= {MIN_KEY_BITS})")
+    public, private = paillier.generate_paillier_keypair(n_length=bits)
+    if public.n.bit_length() != bits:  # pragma: no cover - phe guarantees it
+        raise RuntimeError("generated modulus has the wrong size")
+    return public, private
+
+
+# -- files --------------------------------------------------------------------------------------
+def _public_doc(public: PublicKey) -> dict[str, Any]:
+    return {
+        "format": PUBLIC_FORMAT,
+        "bits": public.n.bit_length(),
+        "n": format(public.n, "x"),
+        "fingerprint": fingerprint(public),
+    }
+
+
+def _private_doc(private: PrivateKey) -> dict[str, Any]:
+    n = private.public_key.n
+    return {
+        "format": PRIVATE_FORMAT,
+        "bits": n.bit_length(),
+        "n": format(n, "x"),
+        "p": format(private.p, "x"),
+        "q": format(private.q, "x"),
+        "fingerprint": fingerprint_of_n(n),
+    }
+
+
+def _write_new_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
+    """Write ``path`` atomically with ``mode`` set at creation (no chmod window).
+
+    The content goes to a temporary file in the same directory (created ``O_EXCL`` with
+    ``mode``), fsynced, then either renamed over ``path`` (``overwrite``) or hard-linked
+    to it, which fails if ``path`` exists, so an existing key is never replaced by accident.
+    """
+    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp_name, path)
+        else:
+            try:
+                os.link(tmp_name, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} already exists; not overwriting a key") from None
+            finally:
+                os.unlink(tmp_name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def save_keypair(
+    directory: str | os.PathLike[str],
+    public: PublicKey,
+    private: PrivateKey,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``public.json`` (0644) and ``private.json`` (0600) into ``directory``."""
+    if private.public_key.n != public.n:
+        raise ValueError("private key does not belong to this public key")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not overwrite:
+        existing = [f for f in (PUBLIC_FILE, PRIVATE_FILE) if (directory / f).exists()]
+        if existing:
+            raise FileExistsError(
+                f"{directory} already holds {', '.join(existing)}; not overwriting keys"
+            )
+    # private first: a public.json without its private.json is never left behind
+    _write_new_file(
+        directory / PRIVATE_FILE,
+        (json.dumps(_private_doc(private), indent=2) + "\n").encode(),
+        0o600,
+        overwrite,
+    )
+    _write_new_file(
+        directory / PUBLIC_FILE,
+        (json.dumps(_public_doc(public), indent=2) + "\n").encode(),
+        0o644,
+        overwrite,
+    )
+    return directory
+
+
+def _read_doc(path: Path, expected_format: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.__class__.__name__}") from None
+    if not isinstance(doc, dict) or doc.get("format") != expected_format:
+        raise KeyFileError(f"{path} is not a {expected_format} file")
+    try:
+        n = int(doc["n"], 16)
+        bits = int(doc["bits"])
+    except (KeyError, TypeError, ValueError):
+        raise KeyFileError(f"{path}: missing or malformed 'n'/'bits'") from None
+    if n.bit_length() != bits:
+        raise KeyFileError(f"{path}: n has {n.bit_length()} bits, file says {bits}")
+    if doc.get("fingerprint") != fingerprint_of_n(n):
+        raise KeyFileError(f"{path}: fingerprint does not match n")
+    return doc
+
+
+def _key_path(path: str | os.PathLike[str], name: str) -> Path:
+    p = Path(path)
+    return p / name if p.is_dir() else p
+
+
+def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
+    """Load ``public.json`` from a key directory (or the file itself)."""
+    doc = _read_doc(_key_path(path, PUBLIC_FILE), PUBLIC_FORMAT)
+    return public_key_from_n(int(doc["n"], 16))
+
+
+def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
+    """Load ``private.json`` from a key directory (or the file itself); checks p*q == n."""
+    file = _key_path(path, PRIVATE_FILE)
+    doc = _read_doc(file, PRIVATE_FORMAT)
+    try:
+        n, p, q = (int(doc[k], 16) for k in ("n", "p", "q"))
+    except (KeyError, TypeError, ValueError):
+        raise KeyFileError(f"{file}: missing or malformed 'p'/'q'") from None
+    if p * q != n or p == q:
+        raise KeyFileError(f"{file}: p*q does not equal n")
+    return paillier.PaillierPrivateKey(public_key_from_n(n), p, q)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``directory/.keys.lock`` (released on close/exit)."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def ensure_keypair(
+    directory: str | os.PathLike[str], bits: int = 2048
+) -> tuple[PublicKey, PrivateKey]:
+    """Load the key pair in ``directory``, creating it first if there is none.
+
+    Several processes (simulated devices) may call this at once: creation happens under
+    an exclusive file lock, so exactly one generates and all load the same pair.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(directory):
+        has_private = (directory / PRIVATE_FILE).exists()
+        has_public = (directory / PUBLIC_FILE).exists()
+        if not has_private and not has_public:
+            public, private = generate_keypair(bits)
+            save_keypair(directory, public, private)
+            return public, private
+        if not has_private:
+            raise KeyFileError(
+                f"{directory} holds {PUBLIC_FILE} but no {PRIVATE_FILE}: a device needs both"
+            )
+        private = load_private_key(directory)
+        if not has_public:  # interrupted after the private file: derive the public one
+            _write_new_file(
+                directory / PUBLIC_FILE,
+                (json.dumps(_public_doc(private.public_key), indent=2) + "\n").encode(),
+                0o644,
+                False,
+            )
+        public = load_public_key(directory)
+        if public.n != private.public_key.n:
+            raise KeyFileError(f"{directory}: public.json and private.json do not match")
+        if public.n.bit_length() != bits:
+            raise KeyFileError(
+                f"{directory} holds a {public.n.bit_length()}-bit key, {bits} bits were asked for"
+            )
+        return public, private

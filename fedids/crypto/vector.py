@@ -1,0 +1,221 @@
+"""Vector Paillier with gmpy2: many plaintexts at once, randomness precomputed, process pool.
+
+Why it is fast
+--------------
+* ``g = n + 1``, so ``g**m = 1 + m*n (mod n**2)``: the message part costs one multiplication.
+* The only expensive part of an encryption is the obfuscator ``r**n mod n**2`` (one
+  2048-bit-exponent power modulo a 4096-bit number, ~8 ms). It does not depend on the
+  message, so :class:`ObfuscatorStore` computes it in a background process pool while the
+  device trains; :func:`encrypt_many` then costs a multiplication per ciphertext.
+  Each obfuscator is used exactly once (reusing ``r`` would reveal ``m1 - m2``).
+* Decryption uses the CRT (phe's ``raw_decrypt``: powers modulo ``p**2`` and ``q**2``),
+  spread over the pool when there are enough ciphertexts to pay for the dispatch.
+
+Pools are ``spawn``-started (safe inside multi-threaded hosts such as Ray workers, where
+``fork`` can deadlock). One pool per worker count is shared by the process
+(:func:`shared_pool`) because clients are re-created every round; it is shut down at
+interpreter exit or by :func:`shutdown_shared_pools`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import multiprocessing
+import secrets
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import gmpy2
+from phe import paillier
+
+#: Below this many ciphertexts a pool round trip costs more than it saves.
+MIN_PARALLEL = 16
+
+
+# -- work functions (module level: they run in pool processes) ----------------------------
+def random_obfuscators(n: int, count: int) -> list[int]:
+    """``count`` fresh values ``r**n mod n**2`` with ``r`` uniform in Z*_n (OS randomness)."""
+    n_mpz = gmpy2.mpz(n)
+    n2 = n_mpz * n_mpz
+    out = []
+    while len(out) < count:
+        r = secrets.randbelow(n - 1) + 1
+        if gmpy2.gcd(r, n_mpz) != 1:  # negligible probability; it would leak a factor
+            continue
+        out.append(int(gmpy2.powmod(r, n_mpz, n2)))
+    return out
+
+
+_KEY_CACHE: dict[int, paillier.PaillierPrivateKey] = {}
+
+
+def _private_key(n: int, p: int, q: int) -> paillier.PaillierPrivateKey:
+    key = _KEY_CACHE.get(n)
+    if key is None:
+        _KEY_CACHE.clear()  # hold at most one private key per worker process
+        key = paillier.PaillierPrivateKey(paillier.PaillierPublicKey(n), p, q)
+        _KEY_CACHE[n] = key
+    return key
+
+
+def decrypt_chunk(n: int, p: int, q: int, ciphertexts: Sequence[int]) -> list[int]:
+    """CRT decryption of raw ciphertexts (phe's ``raw_decrypt``)."""
+    key = _private_key(n, p, q)
+    return [int(key.raw_decrypt(c)) for c in ciphertexts]
+
+
+# -- pool -------------------------------------------------------------------------------------
+class WorkerPool:
+    """A lazily started ``spawn`` process pool of ``workers`` processes."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._executor
+
+    def submit(self, fn, /, *args) -> Future:  # type: ignore[no-untyped-def]
+        return self.executor().submit(fn, *args)
+
+    def close(self) -> None:
+        """Stop the worker processes (waits for running tasks; drops queued ones)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_SHARED: dict[int, WorkerPool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(workers: int) -> WorkerPool:
+    """The process-wide pool for ``workers`` (created on first use, started lazily)."""
+    with _SHARED_LOCK:
+        pool = _SHARED.get(workers)
+        if pool is None:
+            pool = _SHARED[workers] = WorkerPool(workers)
+        return pool
+
+
+def shutdown_shared_pools() -> None:
+    with _SHARED_LOCK:
+        pools = list(_SHARED.values())
+        _SHARED.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(shutdown_shared_pools)
+
+
+def _split(count: int, parts: int) -> list[int]:
+    base, extra = divmod(count, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts) if base or i < extra]
+
+
+# -- obfuscators ------------------------------------------------------------------------------
+class ObfuscatorStore:
+    """Obfuscators for one public key, computed ahead in a pool and handed out once each."""
+
+    def __init__(self, n: int, pool: WorkerPool | None) -> None:
+        self.n = n
+        self.pool = pool
+        self._ready: list[int] = []
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
+
+    @property
+    def pending_or_ready(self) -> int:
+        return len(self._ready) + sum(f.count for f in self._pending)  # type: ignore[attr-defined]
+
+    def start(self, count: int) -> None:
+        """Make sure ``count`` obfuscators will be available; returns immediately."""
+        with self._lock:
+            missing = count - self.pending_or_ready
+            if missing <= 0:
+                return
+            if self.pool is None:
+                self._ready.extend(random_obfuscators(self.n, missing))
+                return
+            # several chunks per worker keep the pool busy evenly
+            for size in _split(missing, self.pool.workers * 2):
+                fut = self.pool.submit(random_obfuscators, self.n, size)
+                fut.count = size  # type: ignore[attr-defined]
+                self._pending.append(fut)
+
+    def take(self, count: int) -> tuple[list[int], int]:
+        """``count`` obfuscators (waiting for / computing any missing); also how many were
+        precomputed before this call (the rest were computed on the critical path)."""
+        with self._lock:
+            precomputed = len(self._ready) + sum(
+                f.count  # type: ignore[attr-defined]
+                for f in self._pending
+                if f.done()
+            )
+        self.start(count)
+        with self._lock:
+            for fut in self._pending:
+                self._ready.extend(fut.result())
+            self._pending.clear()
+            out, self._ready = self._ready[:count], self._ready[count:]
+        return out, min(precomputed, count)
+
+    def cancel(self) -> None:
+        with self._lock:
+            for fut in self._pending:
+                fut.cancel()
+            self._pending.clear()
+            self._ready.clear()
+
+
+# -- vector operations -------------------------------------------------------------------------
+def encrypt_many(n: int, plaintexts: Sequence[int], obfuscators: Sequence[int]) -> list[int]:
+    """``(1 + m*n) * r**n mod n**2`` for each plaintext (``0 <= m < n``)."""
+    if len(obfuscators) < len(plaintexts):
+        raise ValueError("not enough obfuscators")
+    n_mpz = gmpy2.mpz(n)
+    n2 = n_mpz * n_mpz
+    out = []
+    for m, rn in zip(plaintexts, obfuscators, strict=False):
+        if not 0 <= m < n:
+            raise ValueError("plaintext out of range [0, n)")
+        out.append(int((1 + gmpy2.mpz(m) * n_mpz) * rn % n2))
+    return out
+
+
+def decrypt_many(
+    private_key: paillier.PaillierPrivateKey,
+    ciphertexts: Sequence[int],
+    pool: WorkerPool | None,
+    min_parallel: int = MIN_PARALLEL,
+) -> list[int]:
+    """Decrypt raw ciphertexts, in parallel if a pool is given and the batch is big enough."""
+    n = private_key.public_key.n
+    if pool is None or pool.workers < 2 or len(ciphertexts) < min_parallel:
+        return decrypt_chunk(n, private_key.p, private_key.q, ciphertexts)
+    chunk = math.ceil(len(ciphertexts) / (pool.workers * 2))
+    p, q = private_key.p, private_key.q
+    futures = [
+        pool.submit(decrypt_chunk, n, p, q, list(ciphertexts[i : i + chunk]))
+        for i in range(0, len(ciphertexts), chunk)
+    ]
+    out: list[int] = []
+    for fut in futures:
+        out.extend(fut.result())
+    return out

@@ -1,0 +1,446 @@
+"""SYNTHETIC flow records in the WUSTL-IIoT-2021 schema, for offline demos and tests.
+
+Everything this module produces is made up. The real dataset cannot be downloaded on the
+machines fedids is developed on, so :func:`generate` stands in for it: same 49 columns,
+same class proportions, plausible values, but no real traffic behind any row. Results
+obtained on it must be reported as synthetic.
+
+How the records are made (all vectorized numpy, deterministic for a given seed):
+
+* Each class is a mixture of *profiles* (e.g. normal = Modbus polling, web HMI, DNS/NTP,
+  historian transfers, engineering sessions, pings, short TCP checks; DoS = SYN flood and
+  Modbus request flood). A profile draws a few latent quantities per flow (packets each
+  way, bytes per packet, duration, timing regularity, TTL, round-trip time, loss) from
+  log-normal or discrete distributions; the 41 feature columns are then *derived* from
+  them the way a flow meter would (bytes = packets x size, load = bits / duration,
+  inter-packet time = duration / packets, ...), so columns are consistent with each other.
+* Normal traffic is deliberately diverse, so every attack overlaps some benign profile on
+  every single column: no one-column threshold separates attacks from normal traffic,
+  but the combination of columns does (a small MLP learns it).
+* Attacks come from a few attacker addresses, aim at a few PLCs (Modbus/TCP port 502 and
+  others) and happen in bursts (time windows), so alerts can group them by source,
+  destination and time.
+* Addresses are taken from the RFC 5737 documentation ranges (192.0.2.0/24 for the plant
+  network, 198.51.100.0/24 for office/IT services, 203.0.113.0/24 for attackers). They can
+  never belong to a real host, and :func:`looks_synthetic` uses them to recognize a
+  synthetic file on disk.
+* Class counts follow the published proportions exactly (largest-remainder rounding) and
+  every class gets at least one record when there are at least as many rows as classes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from fedids.data.schema import WUSTL_CLASS_COUNTS, WUSTL_CLASSES, WUSTL_COLUMNS
+
+#: Capture start of the synthetic "recording" (2021-02-15 12:00 UTC) and its length.
+CAPTURE_START = 1_613_390_400.0
+CAPTURE_SECONDS = 48 * 3600.0
+
+#: The RFC 5737 documentation networks synthetic addresses are drawn from.
+SYNTHETIC_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+
+TCP, UDP, ICMP = 6, 17, 1
+
+# --- address pools ---------------------------------------------------------------------
+
+_POOLS: dict[str, list[str]] = {
+    "plc": [f"192.0.2.{i}" for i in range(10, 18)],
+    "hmi": [f"192.0.2.{i}" for i in range(50, 55)],
+    "eng": ["192.0.2.60", "192.0.2.61"],
+    "historian": ["192.0.2.70"],
+    "webhmi": ["192.0.2.80"],
+    "monitor": ["192.0.2.90"],
+    "office": [f"198.51.100.{i}" for i in range(20, 40)],
+    "dns": ["198.51.100.53"],
+    "ntp": ["198.51.100.123"],
+    "attacker": ["203.0.113.66", "203.0.113.77", "203.0.113.99"],
+}
+_POOLS["ot"] = _POOLS["plc"] + _POOLS["hmi"] + _POOLS["eng"] + _POOLS["historian"]
+_POOLS["ot"] += _POOLS["webhmi"]
+_POOLS["clients"] = _POOLS["hmi"] + _POOLS["eng"] + _POOLS["office"]
+
+_ADDRESSES: list[str] = sorted({a for pool in _POOLS.values() for a in pool})
+_ADDRESS_INDEX = {a: i for i, a in enumerate(_ADDRESSES)}
+
+#: Weighted pools for attacks: a few attackers reused, a few PLCs targeted most.
+_ATTACKERS = {"203.0.113.66": 0.6, "203.0.113.77": 0.3, "203.0.113.99": 0.1}
+_TARGET_PLCS = {"192.0.2.10": 0.55, "192.0.2.11": 0.3, "192.0.2.12": 0.15}
+
+#: Ports a scan tries first (the rest of a scan is spread over all ports).
+_SCAN_PORTS = [21, 22, 23, 80, 102, 135, 443, 445, 502, 1911, 2404, 3389, 8080, 20000, 44818]
+
+
+def _uniform(pool: str) -> dict[str, float]:
+    return {a: 1.0 for a in _POOLS[pool]}
+
+
+LogN = tuple[float, float]  # (median, sigma of the natural log)
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """One kind of flow: distributions of its latent quantities.
+
+    Log-normal quantities are given as ``(median, sigma)``; discrete ones as
+    ``{value: weight}``.
+    """
+
+    name: str
+    weight: float  # share within its class
+    src: Mapping[str, float]
+    dst: Mapping[str, float]
+    proto: Mapping[int, float]
+    dport: Mapping[int, float]
+    spkts: LogN
+    reply: float  # probability that the destination answers at all
+    ratio: LogN  # destination packets / source packets, when it answers
+    sbpp: LogN  # source bytes per packet
+    dbpp: LogN  # destination bytes per packet
+    dur: LogN  # seconds, for flows of more than one packet
+    cv: LogN  # jitter / mean inter-packet time (timing irregularity)
+    ttl: Mapping[int, float]  # initial TTL of the source's OS
+    hops: Mapping[int, float]  # routers between source and capture point
+    rtt: LogN  # TCP round-trip time, seconds
+    loss: LogN  # per-packet loss probability
+    idle: LogN  # seconds
+    dport_random: float = 0.0  # share of flows to a uniformly random port (scans)
+    dsb: Mapping[int, float] = field(default_factory=lambda: {0: 1.0})
+    windows: int = 0  # >0: the flows happen in this many bursts
+    window_seconds: float = 0.0
+
+
+_LINUX_OR_WIN = {64: 0.45, 128: 0.55}
+
+# Benign profiles: diverse on purpose so that attacks overlap some of them on every column.
+_NORMAL = [
+    _Profile("modbus_poll", 0.50, _uniform("hmi"), _uniform("plc"), {TCP: 1}, {502: 1},
+             spkts=(12, 0.9), reply=0.995, ratio=(1.0, 0.15), sbpp=(66, 0.05),
+             dbpp=(76, 0.14), dur=(3.0, 1.0), cv=(0.12, 0.7), ttl=_LINUX_OR_WIN,
+             hops={0: 0.8, 1: 0.2}, rtt=(6e-4, 0.5), loss=(8e-4, 1.0), idle=(1.0, 1.0),
+             dsb={0: 0.9, 46: 0.05, 8: 0.05}),
+    _Profile("web_hmi", 0.13, _uniform("office"), _uniform("webhmi"), {TCP: 1},
+             {80: 0.4, 443: 0.5, 8080: 0.1}, spkts=(15, 1.0), reply=0.99, ratio=(1.3, 0.3),
+             sbpp=(120, 0.5), dbpp=(700, 0.5), dur=(1.5, 1.2), cv=(0.5, 0.7),
+             ttl={64: 0.2, 128: 0.8}, hops={1: 1.0}, rtt=(2e-3, 0.6), loss=(2e-3, 1.0),
+             idle=(2.0, 1.2)),
+    _Profile("dns", 0.08, _uniform("clients"), _uniform("dns"), {UDP: 1}, {53: 1},
+             spkts=(1.2, 0.4), reply=0.97, ratio=(1.0, 0.1), sbpp=(75, 0.2), dbpp=(120, 0.4),
+             dur=(3e-3, 1.0), cv=(0.3, 0.5), ttl=_LINUX_OR_WIN, hops={0: 0.5, 1: 0.5},
+             rtt=(1e-3, 0.5), loss=(1e-3, 1.0), idle=(5.0, 1.0)),
+    _Profile("ntp", 0.03, _uniform("ot"), _uniform("ntp"), {UDP: 1}, {123: 1},
+             spkts=(1.1, 0.3), reply=0.98, ratio=(1.0, 0.05), sbpp=(90, 0.02), dbpp=(90, 0.02),
+             dur=(2e-3, 0.8), cv=(0.3, 0.5), ttl=_LINUX_OR_WIN, hops={1: 1.0},
+             rtt=(1e-3, 0.5), loss=(1e-3, 1.0), idle=(30.0, 0.8)),
+    _Profile("historian", 0.10, {**_uniform("hmi"), **_uniform("plc")}, _uniform("historian"),
+             {TCP: 1}, {4840: 0.6, 1433: 0.4}, spkts=(200, 1.2), reply=1.0, ratio=(0.6, 0.4),
+             sbpp=(900, 0.4), dbpp=(80, 0.3), dur=(8.0, 1.0), cv=(0.4, 0.7),
+             ttl=_LINUX_OR_WIN, hops={0: 1.0}, rtt=(8e-4, 0.5), loss=(1e-3, 1.0),
+             idle=(3.0, 1.0)),
+    _Profile("engineering", 0.08, _uniform("eng"), _uniform("plc"), {TCP: 1},
+             {102: 0.3, 44818: 0.3, 22: 0.2, 20000: 0.2}, spkts=(25, 1.2), reply=0.99,
+             ratio=(1.0, 0.4), sbpp=(110, 0.5), dbpp=(140, 0.6), dur=(5.0, 1.3),
+             cv=(0.4, 0.7), ttl={64: 0.3, 128: 0.7}, hops={0: 1.0}, rtt=(7e-4, 0.5),
+             loss=(1e-3, 1.0), idle=(2.0, 1.0)),
+    _Profile("ping", 0.04, _uniform("monitor"), _uniform("ot"), {ICMP: 1}, {0: 1},
+             spkts=(3, 0.4), reply=0.97, ratio=(1.0, 0.05), sbpp=(98, 0.02), dbpp=(98, 0.02),
+             dur=(2.0, 0.3), cv=(0.02, 0.5), ttl={64: 1.0}, hops={0: 1.0}, rtt=(5e-4, 0.4),
+             loss=(1e-3, 1.0), idle=(10.0, 0.8)),
+    _Profile("tcp_check", 0.04, {**_uniform("monitor"), **_uniform("hmi")}, _uniform("ot"),
+             {TCP: 1}, {502: 0.5, 80: 0.2, 44818: 0.2, 102: 0.1}, spkts=(1.6, 0.35),
+             reply=0.95, ratio=(1.0, 0.2), sbpp=(62, 0.04), dbpp=(62, 0.05), dur=(2e-3, 1.0),
+             cv=(0.2, 0.6), ttl=_LINUX_OR_WIN, hops={0: 1.0}, rtt=(6e-4, 0.5),
+             loss=(1e-3, 1.0), idle=(0.5, 1.0)),
+]  # fmt: skip
+
+_DOS = [
+    _Profile("syn_flood", 0.6, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 0.8, 80: 0.2},
+             spkts=(40, 1.0), reply=0.9, ratio=(0.3, 0.6), sbpp=(60, 0.03), dbpp=(60, 0.04),
+             dur=(0.3, 1.0), cv=(0.06, 0.6), ttl={64: 0.85, 128: 0.15}, hops={1: 0.6, 2: 0.4},
+             rtt=(4e-3, 0.8), loss=(0.08, 0.8), idle=(0.05, 1.0), windows=4,
+             window_seconds=1800),
+    _Profile("modbus_flood", 0.4, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 1},
+             spkts=(150, 1.0), reply=0.98, ratio=(0.7, 0.3), sbpp=(66, 0.05), dbpp=(72, 0.14),
+             dur=(1.0, 0.9), cv=(0.05, 0.6), ttl={64: 0.85, 128: 0.15}, hops={1: 0.6, 2: 0.4},
+             rtt=(3e-3, 0.8), loss=(0.03, 0.8), idle=(0.05, 1.0), windows=4,
+             window_seconds=1800),
+]  # fmt: skip
+
+_RECONN = [
+    _Profile("port_scan", 0.7, _ATTACKERS, _uniform("ot"), {TCP: 1},
+             {p: 1.0 for p in _SCAN_PORTS}, dport_random=0.6, spkts=(1.2, 0.3), reply=0.8,
+             ratio=(1.0, 0.1), sbpp=(60, 0.02), dbpp=(60, 0.03), dur=(8e-4, 1.0),
+             cv=(0.2, 0.5), ttl={64: 0.9, 128: 0.1}, hops={1: 0.6, 2: 0.4}, rtt=(9e-4, 0.6),
+             loss=(1e-3, 1.0), idle=(0.02, 1.0), windows=3, window_seconds=1200),
+    _Profile("sweep", 0.3, _ATTACKERS, _uniform("ot"), {ICMP: 0.5, UDP: 0.5},
+             {p: 1.0 for p in (53, 123, 161, 502, 47808, 1900)}, dport_random=0.5,
+             spkts=(1.1, 0.2), reply=0.5, ratio=(1.0, 0.05), sbpp=(70, 0.2), dbpp=(90, 0.2),
+             dur=(1e-3, 1.0), cv=(0.2, 0.5), ttl={64: 0.9, 128: 0.1}, hops={1: 0.6, 2: 0.4},
+             rtt=(9e-4, 0.6), loss=(1e-3, 1.0), idle=(0.02, 1.0), windows=3,
+             window_seconds=1200),
+]  # fmt: skip
+
+_COMMINJ = [
+    _Profile("modbus_write", 1.0, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 1},
+             spkts=(8, 0.5), reply=1.0, ratio=(1.0, 0.1), sbpp=(88, 0.08), dbpp=(66, 0.04),
+             dur=(0.4, 0.6), cv=(0.9, 0.4), ttl={64: 0.9, 128: 0.1}, hops={1: 1.0},
+             rtt=(6e-4, 0.5), loss=(1e-3, 1.0), idle=(0.3, 0.8), windows=3,
+             window_seconds=600),
+]  # fmt: skip
+
+_BACKDOOR = [
+    _Profile("shell", 1.0, _ATTACKERS, {**_TARGET_PLCS, "192.0.2.50": 0.3}, {TCP: 1},
+             {4444: 0.5, 8443: 0.3, 31337: 0.2}, spkts=(40, 0.7), reply=1.0,
+             ratio=(1.2, 0.2), sbpp=(95, 0.25), dbpp=(450, 0.5), dur=(30.0, 0.8),
+             cv=(1.6, 0.4), ttl={64: 0.9, 128: 0.1}, hops={1: 1.0}, rtt=(1e-3, 0.5),
+             loss=(1e-3, 1.0), idle=(8.0, 0.8), windows=2, window_seconds=1800),
+]  # fmt: skip
+
+_PROFILES: dict[str, list[_Profile]] = {
+    "normal": _NORMAL,
+    "DoS": _DOS,
+    "Reconn": _RECONN,
+    "CommInj": _COMMINJ,
+    "Backdoor": _BACKDOOR,
+}
+
+# --- class counts ----------------------------------------------------------------------
+
+
+def class_counts(rows: int, proportions: Mapping[str, float] | None = None) -> dict[str, int]:
+    """Records per class for ``rows`` records, in exact expected proportions.
+
+    Largest-remainder rounding (the counts sum to ``rows``); then, when ``rows`` is at least
+    the number of classes, any class left at zero takes one record from the largest class,
+    so that every class is present in every generated table that can hold them all.
+    """
+    if rows < 0:
+        raise ValueError(f"rows must be >= 0, got {rows}")
+    weights = dict(proportions or WUSTL_CLASS_COUNTS)
+    names = list(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    exact = rows * p / p.sum()
+    counts = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: rows - int(counts.sum())]] += 1
+    if rows >= len(names):
+        for i in np.flatnonzero(counts == 0):
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
+    return {n: int(c) for n, c in zip(names, counts, strict=True)}
+
+
+# --- drawing ---------------------------------------------------------------------------
+
+
+def _lognormal(rng: np.random.Generator, params: LogN, n: int) -> np.ndarray:
+    median, sigma = params
+    return median * np.exp(sigma * rng.standard_normal(n))
+
+
+def _discrete(rng: np.random.Generator, weights: Mapping, n: int) -> np.ndarray:
+    values = np.asarray(list(weights.keys()))
+    p = np.asarray(list(weights.values()), dtype=np.float64)
+    return values[rng.choice(len(values), size=n, p=p / p.sum())]
+
+
+def _ephemeral_ports(rng: np.random.Generator, ttl: np.ndarray) -> np.ndarray:
+    """Source ports as the source's OS picks them (Windows vs Linux ranges)."""
+    windows = rng.integers(49152, 65536, size=len(ttl))
+    linux = rng.integers(32768, 61000, size=len(ttl))
+    return np.where(ttl >= 128, windows, linux)
+
+
+def _start_times(rng: np.random.Generator, prof: _Profile, n: int) -> np.ndarray:
+    if prof.windows <= 0:
+        return CAPTURE_START + rng.uniform(0.0, CAPTURE_SECONDS, n)
+    starts = rng.uniform(0.0, CAPTURE_SECONDS - prof.window_seconds, prof.windows)
+    which = rng.integers(0, prof.windows, n)
+    return CAPTURE_START + starts[which] + rng.uniform(0.0, prof.window_seconds, n)
+
+
+def _draw(rng: np.random.Generator, prof: _Profile, n: int) -> dict[str, np.ndarray]:
+    """Latent quantities for ``n`` flows of one profile."""
+    src_addr = _discrete(rng, {_ADDRESS_INDEX[a]: w for a, w in prof.src.items()}, n)
+    dst_addr = _discrete(rng, {_ADDRESS_INDEX[a]: w for a, w in prof.dst.items()}, n)
+    proto = _discrete(rng, prof.proto, n).astype(np.int64)
+    dport = _discrete(rng, prof.dport, n).astype(np.int64)
+    if prof.dport_random > 0:
+        rand = rng.random(n) < prof.dport_random
+        dport = np.where(rand, rng.integers(1, 65536, n), dport)
+    ttl_base = _discrete(rng, prof.ttl, n).astype(np.int64)
+    spkts = np.maximum(1, np.rint(_lognormal(rng, prof.spkts, n))).astype(np.int64)
+    answered = rng.random(n) < prof.reply
+    dpkts = np.where(
+        answered, np.maximum(1, np.rint(spkts * _lognormal(rng, prof.ratio, n))), 0
+    ).astype(np.int64)
+    return {
+        "src": src_addr,
+        "dst": dst_addr,
+        "start": _start_times(rng, prof, n),
+        "proto": proto,
+        "sport": _ephemeral_ports(rng, ttl_base),
+        "dport": dport,
+        "spkts": spkts,
+        "dpkts": dpkts,
+        "sbpp": np.clip(_lognormal(rng, prof.sbpp, n), 42, 1514),
+        "dbpp": np.clip(_lognormal(rng, prof.dbpp, n), 42, 1514),
+        "dur": _lognormal(rng, prof.dur, n),
+        "cv_s": _lognormal(rng, prof.cv, n),
+        "cv_d": _lognormal(rng, prof.cv, n),
+        "sttl": ttl_base - _discrete(rng, prof.hops, n).astype(np.int64),
+        "dttl": _discrete(rng, {64: 0.6, 255: 0.25, 128: 0.15}, n).astype(np.int64),
+        "rtt": _lognormal(rng, prof.rtt, n),
+        "loss": np.clip(_lognormal(rng, prof.loss, n), 0.0, 0.9),
+        "idle": _lognormal(rng, prof.idle, n),
+        "dsb": _discrete(rng, prof.dsb, n).astype(np.int64),
+    }
+
+
+def _assemble(lat: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Derive the flow-meter columns from latent quantities, consistently."""
+    n = len(lat["spkts"])
+    proto, spkts, dpkts = lat["proto"], lat["spkts"], lat["dpkts"]
+    tcp, icmp = proto == TCP, proto == ICMP
+    totpkts = spkts + dpkts
+    dur = np.where(totpkts > 1, lat["dur"], 0.0)
+    src_bytes = np.rint(spkts * lat["sbpp"]).astype(np.int64)
+    dst_bytes = np.rint(dpkts * lat["dbpp"]).astype(np.int64)
+    header = np.where(tcp, 60, 42)
+    s_app = np.maximum(0, src_bytes - spkts * header)
+    d_app = np.maximum(0, dst_bytes - dpkts * header)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_s = np.where(dur > 0, 1.0 / dur, 0.0)
+    s_int = np.where(spkts > 1, dur * 1e3 / np.maximum(spkts - 1, 1), 0.0)
+    d_int = np.where(dpkts > 1, dur * 1e3 / np.maximum(dpkts - 1, 1), 0.0)
+    s_jit = np.where(spkts > 2, s_int * lat["cv_s"], 0.0)
+    d_jit = np.where(dpkts > 2, d_int * lat["cv_d"], 0.0)
+    src_loss = rng.binomial(spkts, lat["loss"])
+    dst_loss = rng.binomial(dpkts, lat["loss"] / 2)
+    loss = src_loss + dst_loss
+    handshake = tcp & (dpkts > 0)
+    rtt = np.where(handshake, lat["rtt"], 0.0)
+    records = 1 + rng.poisson(np.minimum(dur / 10.0, 20.0))
+    run_time = dur * rng.uniform(0.85, 1.0, n)
+    mean = run_time / records
+    multi = records > 1
+    min_ = np.where(multi, mean * rng.uniform(0.2, 1.0, n), mean)
+    max_ = np.where(multi, np.minimum(run_time, mean * (1 + rng.uniform(0, 1, n))), mean)
+    ports_icmp = np.where(icmp, 8, lat["sport"])  # ICMP: "ports" are echo type / code
+    return {
+        "StartTime": lat["start"],
+        "LastTime": lat["start"] + dur,
+        "Mean": mean,
+        "Sport": ports_icmp,
+        "Dport": np.where(icmp, 0, lat["dport"]),
+        "SrcPkts": spkts,
+        "DstPkts": dpkts,
+        "TotPkts": totpkts,
+        "DstBytes": dst_bytes,
+        "SrcBytes": src_bytes,
+        "TotBytes": src_bytes + dst_bytes,
+        "SrcLoad": src_bytes * 8.0 * per_s,
+        "DstLoad": dst_bytes * 8.0 * per_s,
+        "Load": (src_bytes + dst_bytes) * 8.0 * per_s,
+        "SrcRate": spkts * per_s,
+        "DstRate": dpkts * per_s,
+        "Rate": totpkts * per_s,
+        "SrcLoss": src_loss,
+        "DstLoss": dst_loss,
+        "Loss": loss,
+        "pLoss": 100.0 * loss / totpkts,
+        "SrcJitter": s_jit,
+        "DstJitter": d_jit,
+        "SIntPkt": s_int,
+        "DIntPkt": d_int,
+        "Proto": proto,
+        "Dur": dur,
+        "TcpRtt": rtt,
+        "IdleTime": lat["idle"],
+        "Sum": run_time,
+        "Min": min_,
+        "Max": max_,
+        "sDSb": lat["dsb"],
+        "sTtl": lat["sttl"],
+        "dTtl": np.where(dpkts > 0, lat["dttl"], 0),
+        "sIpId": rng.integers(0, 65536, n),
+        "dIpId": np.where(dpkts > 0, rng.integers(0, 65536, n), 0),
+        "SAppBytes": s_app,
+        "DAppBytes": d_app,
+        "TotAppByte": s_app + d_app,
+        "SynAck": rtt * rng.uniform(0.3, 0.7, n),
+        "RunTime": run_time,
+        "sTos": lat["dsb"] * 4,
+        "SrcJitAct": s_jit * rng.uniform(0.6, 1.0, n),
+        "DstJitAct": d_jit * rng.uniform(0.6, 1.0, n),
+    }
+
+
+def generate(rows: int, seed: int) -> pl.DataFrame:
+    """``rows`` SYNTHETIC flow records in the 49-column WUSTL-IIoT-2021 schema.
+
+    Deterministic: the same ``(rows, seed)`` always gives the same table. Rows are in
+    capture-time order, like a flow meter's export.
+    """
+    if isinstance(rows, bool) or int(rows) != rows or rows < 1:
+        raise ValueError(f"rows must be a positive integer, got {rows!r}")
+    rows = int(rows)
+    rng = np.random.default_rng(seed)
+    parts: list[dict[str, np.ndarray]] = []
+    labels: list[np.ndarray] = []
+    for cls, count in class_counts(rows).items():
+        if count == 0:
+            continue
+        profiles = _PROFILES[cls]
+        w = np.array([p.weight for p in profiles], dtype=np.float64)
+        per_profile = rng.multinomial(count, w / w.sum())
+        for prof, k in zip(profiles, per_profile, strict=True):
+            if k == 0:
+                continue
+            parts.append(_draw(rng, prof, int(k)))
+            labels.append(np.full(int(k), WUSTL_CLASSES.index(cls), dtype=np.int64))
+    lat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    label = np.concatenate(labels)
+    cols = _assemble(lat, rng)
+    order = np.argsort(lat["start"], kind="stable")
+    addresses = pl.Series(_ADDRESSES, dtype=pl.String)
+    data: dict[str, pl.Series] = {}
+    for name in WUSTL_COLUMNS:
+        if name in ("SrcAddr", "DstAddr"):
+            data[name] = addresses.gather(lat["src" if name == "SrcAddr" else "dst"][order])
+        elif name == "Traffic":
+            data[name] = pl.Series(WUSTL_CLASSES, dtype=pl.String).gather(label[order])
+        elif name == "Target":
+            data[name] = pl.Series((label[order] > 0).astype(np.int64))
+        else:
+            values = cols[name][order]
+            if values.dtype.kind == "f":
+                values = np.round(values, 6)  # microsecond / micro-unit resolution
+            data[name] = pl.Series(values)
+    return pl.DataFrame({name: data[name].alias(name) for name in WUSTL_COLUMNS})
+
+
+def looks_synthetic(addresses: Iterable[str]) -> bool:
+    """True when every address lies in the RFC 5737 ranges this generator uses.
+
+    Real captures never contain these documentation-only addresses, so a file whose
+    addresses all do was (for practical purposes) written by :func:`generate`.
+    """
+    seen = False
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_address(str(a).strip())
+        except ValueError:
+            return False
+        if not any(ip in net for net in SYNTHETIC_NETWORKS):
+            return False
+        seen = True
+    return seen

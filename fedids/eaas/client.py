@@ -1,0 +1,204 @@
+"""The device side of EaaS: send plain weights, get back the wire arrays the strategy expects.
+
+Why a separate, dependency-free client: it runs inside ``flwr-clientapp`` on small devices,
+so it uses only :mod:`urllib` and :mod:`ssl`, and turns every failure into one
+:class:`EaaSError` whose message says what to fix (token, address, certificate, service).
+
+Fallback policy (:func:`encrypt_update`): when a local encryptor is supplied, the device
+encrypts locally if the service is unreachable, slow, failing or answers nonsense. A
+rejected token (401/403) is never papered over: that is a configuration error and raises.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from fedids.eaas import wire
+
+log = logging.getLogger("fedids.eaas")
+
+ErrorKind = Literal["auth", "unavailable", "rejected", "bad_response"]
+
+
+class EaaSError(RuntimeError):
+    """An EaaS call failed. ``kind``: auth | unavailable | rejected | bad_response."""
+
+    def __init__(self, kind: ErrorKind, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class Encryptor(Protocol):
+    def encrypt(self, weights: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def endpoint(url: str) -> str:
+    """``https://host:port`` or ``.../v1/encrypt`` -> the full encrypt URL."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise EaaSError("rejected", f"EaaS URL must be http(s)://host:port, got {url!r}")
+    path = parsed.path.rstrip("/")
+    if not path.endswith(wire.ENCRYPT_PATH):
+        path += wire.ENCRYPT_PATH
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
+
+
+def _ssl_context(url: str, ca_file: str | Path | None) -> ssl.SSLContext | None:
+    if not url.startswith("https:"):
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise EaaSError("rejected", f"cannot load EaaS CA file {ca_file}: {exc}") from exc
+
+
+def _is_encrypted(arrays: list[np.ndarray]) -> bool:
+    try:
+        from fedids.crypto.update import is_encrypted_payload
+    except ImportError:  # pragma: no cover - crypto is always shipped with fedids
+        return len(arrays) == 2 and arrays[0].dtype == np.int64 and arrays[1].dtype == np.uint8
+    return bool(is_encrypted_payload(arrays))
+
+
+def remote_encrypt(
+    url: str,
+    token: str,
+    weights: list[np.ndarray],
+    timeout: float,
+    ca_file: str | Path | None = None,
+    *,
+    expected_fingerprint: str | None = None,
+) -> list[np.ndarray]:
+    """POST ``weights`` to the EaaS at ``url``; return the wire arrays it produced.
+
+    Raises :class:`EaaSError` naming the cause: wrong token (``auth``), service down or
+    timing out or a TLS failure (``unavailable``), a request the service refused
+    (``rejected``), or a response that is not an encrypted payload, or one made with a
+    different public key than ``expected_fingerprint`` (``bad_response``).
+    The token is sent only in the ``Authorization`` header and appears in no message.
+    """
+    target = endpoint(url)
+    body = wire.dumps([np.asarray(w, dtype=np.float32) for w in weights])
+    request = urllib.request.Request(
+        target,
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": wire.CONTENT_TYPE,
+            "Accept": wire.CONTENT_TYPE,
+        },
+    )
+    ctx = _ssl_context(target, ca_file)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=ctx) as resp:
+            status = resp.status
+            fp = resp.headers.get(wire.FINGERPRINT_HEADER)
+            length = int(resp.headers.get("Content-Length") or 0)
+            if length > wire.MAX_BODY_BYTES:
+                raise EaaSError("bad_response", f"EaaS {target} answered {length} bytes", status)
+            data = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = _error_detail(exc)
+        if exc.code in (401, 403):
+            raise EaaSError(
+                "auth",
+                f"EaaS {target} refused the bearer token (HTTP {exc.code}): check "
+                f"mode.eaas_token_file matches the service's token file{detail}",
+                exc.code,
+            ) from None
+        kind: ErrorKind = "unavailable" if exc.code >= 500 else "rejected"
+        raise EaaSError(kind, f"EaaS {target} answered HTTP {exc.code}{detail}", exc.code) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            msg = f"TLS certificate of {target} not trusted ({reason.verify_message}); set the CA"
+        else:
+            msg = f"EaaS {target} unreachable: {reason}"
+        raise EaaSError("unavailable", msg) from None
+    except TimeoutError as exc:
+        raise EaaSError("unavailable", f"EaaS {target} did not answer within {timeout}s") from exc
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise EaaSError("unavailable", f"EaaS {target} connection failed: {exc!r}") from exc
+    try:
+        arrays = wire.loads(data)
+    except wire.WireError as exc:
+        raise EaaSError(
+            "bad_response", f"EaaS {target} sent a malformed body: {exc}", status
+        ) from None
+    if not _is_encrypted(arrays):
+        raise EaaSError(
+            "bad_response", f"EaaS {target} did not return an encrypted payload", status
+        )
+    if expected_fingerprint and not _same_key(arrays, fp, expected_fingerprint):
+        raise EaaSError(
+            "bad_response",
+            f"EaaS {target} encrypts with key {fp}, this device uses {expected_fingerprint}: "
+            "give the service the federation's public key",
+            status,
+        )
+    return arrays
+
+
+def _same_key(arrays: list[np.ndarray], header_fp: str | None, expected: str) -> bool:
+    """Both the response header and the key id inside the payload name the expected key."""
+    from fedids.crypto.keys import key_id
+    from fedids.crypto.wire import Header
+
+    try:
+        payload_key = Header.from_array(np.asarray(arrays[0])).key_id
+    except ValueError:
+        return False
+    return header_fp == expected and payload_key == key_id(expected)
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read(500).decode(errors="replace").strip()
+    except Exception:  # noqa: BLE001 - best effort only
+        return ""
+    return f": {text}" if text else ""
+
+
+def encrypt_update(
+    weights: list[np.ndarray],
+    *,
+    url: str,
+    token: str,
+    ca_file: str | Path | None = None,
+    timeout: float = 30.0,
+    fallback_encryptor: Encryptor | None = None,
+    expected_fingerprint: str | None = None,
+    report: dict[str, Any] | None = None,
+) -> list[np.ndarray]:
+    """Encrypt via EaaS; with ``fallback_encryptor``, encrypt locally when the service fails.
+
+    A wrong token always raises (see module docstring). If ``report`` is a dict it receives
+    ``encrypted_by`` (``"eaas"`` or ``"local-fallback"``) and, after a fallback,
+    ``eaas_error`` (the reason, without the token) -- suitable for FitRes metrics.
+    """
+    try:
+        arrays = remote_encrypt(
+            url, token, weights, timeout, ca_file, expected_fingerprint=expected_fingerprint
+        )
+    except EaaSError as exc:
+        if fallback_encryptor is None or exc.kind == "auth":
+            raise
+        log.warning("EaaS failed (%s); encrypting locally as configured", exc)
+        if report is not None:
+            report["encrypted_by"] = "local-fallback"
+            report["eaas_error"] = str(exc)
+        return fallback_encryptor.encrypt(weights)
+    if report is not None:
+        report["encrypted_by"] = "eaas"
+    return arrays

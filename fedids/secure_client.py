@@ -1,0 +1,110 @@
+"""The device's side of Paillier mode: its keys, encryption (local or via EaaS), decryption.
+
+Kept apart from ``client_app`` so the NumPyClient stays thin and so that this glue
+(which key directory, which encryptor) is testable without Flower.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedids.crypto.codec import CodecParams
+from fedids.crypto.keys import ensure_keypair, fingerprint, load_private_key, load_public_key
+from fedids.crypto.update import AggregateDecryptor, UpdateEncryptor
+
+log = logging.getLogger("fedids.client")
+
+
+def codec_params(mode: dict[str, Any]) -> CodecParams:
+    """The codec settings from the ``mode`` config group (validated: refuses overflow)."""
+    params = CodecParams(
+        key_bits=int(mode["key_bits"]),
+        value_bits=int(mode["value_bits"]),
+        clip=float(mode["clip"]),
+        weight_bits=int(mode["weight_bits"]),
+        max_clients=int(mode["max_clients"]),
+    )
+    params.validate()
+    return params
+
+
+@dataclass
+class SecureChannel:
+    """Encrypts this device's updates and decrypts the aggregates it receives."""
+
+    mode: dict[str, Any]
+    params: CodecParams
+    public_key: Any
+    encryptor: UpdateEncryptor
+    decryptor: AggregateDecryptor
+    partition_id: int
+
+    @classmethod
+    def open(
+        cls, mode: dict[str, Any], *, key_dir: str | None, run_path: str, partition_id: int
+    ) -> SecureChannel:
+        params = codec_params(mode)
+        directory = key_dir or mode.get("key_dir")
+        if directory:
+            directory = Path(directory)
+            if not (directory / "private.json").is_file():
+                raise FileNotFoundError(
+                    f"device {partition_id}: no Paillier private key in key-dir {directory} "
+                    "(make one with `fedids keygen --out DIR` and give every device a copy)"
+                )
+        else:
+            if not run_path:
+                raise ValueError("Paillier mode needs a key-dir (node-config) or a run path")
+            directory = Path(run_path) / "keys"
+            ensure_keypair(directory, params.key_bits)  # simulation: shared by all devices
+        public_key = load_public_key(directory)
+        private_key = load_private_key(directory)
+        if public_key.n.bit_length() < params.key_bits - 1:
+            raise ValueError(
+                f"key in {directory} has {public_key.n.bit_length()} bits, "
+                f"config mode.key_bits={params.key_bits}"
+            )
+        workers = int(mode.get("workers", 1))
+        return cls(
+            mode=mode,
+            params=params,
+            public_key=public_key,
+            encryptor=UpdateEncryptor(public_key, params, workers=workers),
+            decryptor=AggregateDecryptor(private_key, params, workers=workers),
+            partition_id=partition_id,
+        )
+
+    def start_precompute(self, n_values: int) -> None:
+        if self.mode.get("precompute", True) and not self.mode.get("eaas_url"):
+            self.encryptor.start_precompute(n_values)
+
+    def encrypt(self, weights: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Wire arrays for the server, plus the metrics that name the key used."""
+        extra = {"pubkey_n": format(self.public_key.n, "x"), "fingerprint": fingerprint(self.public_key)}
+        url = self.mode.get("eaas_url")
+        if not url:
+            return self.encryptor.encrypt(weights), extra
+        from fedids.eaas.client import encrypt_update
+
+        token_file = self.mode.get("eaas_token_file")
+        if not token_file:
+            raise ValueError("mode.eaas_url is set but mode.eaas_token_file is not")
+        token = Path(token_file).read_text().strip()
+        arrays = encrypt_update(
+            weights,
+            url=str(url),
+            token=token,
+            ca_file=self.mode.get("eaas_ca_file"),
+            timeout=float(self.mode.get("eaas_timeout", 30)),
+            fallback_encryptor=self.encryptor if self.mode.get("eaas_fallback_local") else None,
+        )
+        extra["encrypted_by"] = "eaas"
+        return arrays, extra
+
+    def decrypt(self, arrays: list[np.ndarray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+        return self.decryptor.decrypt(arrays, shapes)

@@ -1,0 +1,1 @@
+"""Flower strategies shipped with fedids (usable from any Flower app)."""

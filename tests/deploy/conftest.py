@@ -1,0 +1,123 @@
+"""Fixtures for deployment tests: Paillier keys, an in-process EaaS, real Flower federations.
+
+Every process a fixture starts is stopped by its PID in a finalizer (never by name), so a
+failing test leaves no SuperLink, SuperNode or EaaS behind holding a port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from deploy_helpers import REPO, TEST_KEY_BITS, TOKEN
+
+from fedids.crypto.codec import CodecParams
+from fedids.crypto.keys import generate_keypair, save_keypair
+from fedids.crypto.update import UpdateEncryptor
+from fedids.deploy.processes import Federation
+from fedids.eaas.server import EaaSServer
+
+
+@pytest.fixture(scope="session")
+def params() -> CodecParams:
+    return CodecParams(key_bits=TEST_KEY_BITS, value_bits=16, clip=4.0, weight_bits=7).validate()
+
+
+@pytest.fixture(scope="session")
+def keypair():
+    return generate_keypair(TEST_KEY_BITS)
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory, keypair) -> Path:
+    """A device key directory (public.json + private.json) for the test key pair."""
+    directory = tmp_path_factory.mktemp("paillier") / "keys"
+    save_keypair(directory, *keypair)
+    return directory
+
+
+@pytest.fixture
+def eaas(keypair, params) -> Iterator[Callable[..., EaaSServer]]:
+    """Factory for in-process EaaS servers on free loopback ports; all shut down after."""
+    from fedids.crypto.keys import fingerprint
+
+    servers: list[EaaSServer] = []
+
+    def start(encrypt=None, ssl_context=None, token: str = TOKEN) -> EaaSServer:
+        enc = UpdateEncryptor(keypair[0], params, workers=1)
+        server = EaaSServer(
+            ("127.0.0.1", 0),
+            encrypt=encrypt or enc.encrypt,
+            token=token,
+            fingerprint=fingerprint(keypair[0]),
+            key_bits=params.key_bits,
+            ssl_context=ssl_context,
+        )
+        server.serve_in_thread()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start helper subprocesses (own session); SIGTERM/SIGKILL each by PID afterwards."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(args: list[str], **kwargs) -> subprocess.Popen[str]:
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env.update(kwargs.pop("env", {}))
+        p = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+            **kwargs,
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Iterator[Callable[..., Federation]]:
+    """Factory for real SuperLink + SuperNode federations (TLS, node auth); closed by PID."""
+    feds: list[Federation] = []
+
+    def start(**kwargs) -> Federation:
+        fed = Federation(tmp_path / f"fed{len(feds)}", **kwargs)
+        feds.append(fed)
+        return fed.start()
+
+    yield start
+    for fed in feds:
+        fed.close()
+        leftover = [pid for pid in fed.all_pids() if _alive(pid)]
+        assert not leftover, f"processes still running after close: {leftover}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
