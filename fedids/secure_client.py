@@ -22,15 +22,7 @@ log = logging.getLogger("fedids.client")
 
 def codec_params(mode: dict[str, Any]) -> CodecParams:
     """The codec settings from the ``mode`` config group (validated: refuses overflow)."""
-    params = CodecParams(
-        key_bits=int(mode["key_bits"]),
-        value_bits=int(mode["value_bits"]),
-        clip=float(mode["clip"]),
-        weight_bits=int(mode["weight_bits"]),
-        max_clients=int(mode["max_clients"]),
-    )
-    params.validate()
-    return params
+    return CodecParams.from_config(mode)
 
 
 @dataclass
@@ -88,7 +80,14 @@ class SecureChannel:
         extra = {"pubkey_n": format(self.public_key.n, "x"), "fingerprint": fingerprint(self.public_key)}
         url = self.mode.get("eaas_url")
         if not url:
-            return self.encryptor.encrypt(weights), extra
+            arrays = self.encryptor.encrypt(weights)
+            extra["clipped_values"] = self.encryptor.last_clipped
+            if self.encryptor.last_clipped:
+                log.warning(
+                    "device %d: %d weights clipped to +/-%g before encryption (raise mode.clip?)",
+                    self.partition_id, self.encryptor.last_clipped, self.params.clip,
+                )
+            return arrays, extra
         from fedids.eaas.client import encrypt_update
 
         token_file = self.mode.get("eaas_token_file")

@@ -77,8 +77,12 @@ class Broker:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop by PID: SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop by PID: SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent.
+
+        tansu drains open client connections for up to 5 s on SIGTERM; its storage is in
+        memory, so there is nothing to save and a short grace period is enough.
+        """
         if self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -31,35 +31,72 @@ CONTEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "last": ("LastTime", "ltime", "last_time", "end_time"),
 }
 
+#: IANA protocol numbers -> the lowercase names STIX uses in network-traffic:protocols
+IANA_PROTOCOLS = {
+    1: "icmp",
+    2: "igmp",
+    6: "tcp",
+    17: "udp",
+    47: "gre",
+    50: "esp",
+    58: "ipv6-icmp",
+    132: "sctp",
+}
+
 #: STIX timestamps must fall in years 0001..9999; anything else is treated as unknown
 _MAX_EPOCH = 253402300799.0
 
 
-def read_flows(path: str | Path) -> pl.DataFrame:
-    """Read a flow CSV; errors name the file.
+def _context_names(columns: Sequence[str]) -> list[str]:
+    """The columns of a file that alerts use (addresses, ports, protocol, times)."""
+    lowered = {c.lower(): c for c in columns}
+    return [
+        lowered[n.lower()]
+        for names in CONTEXT_COLUMNS.values()
+        for n in names
+        if n.lower() in lowered
+    ]
 
-    Uses the project's robust reader (``fedids.data.loaders.read_flow_table``) when it is
-    installed, else a plain polars read where every column is text (cast later, per need).
+
+def read_flows(path: str | Path, feature_names: Sequence[str] | None = None) -> pl.DataFrame:
+    """Read a flow CSV; errors name the file (and the missing columns).
+
+    With ``feature_names``, only those columns and the alert context columns are parsed,
+    and a missing feature column is reported before any data is read. Uses the project's
+    robust reader (``fedids.data.loaders``) when it is installed, else a plain polars read.
     """
     path = Path(path)
     if not path.is_file():
         raise AlertsInputError(f"flow file not found: {path}")
     try:
-        from fedids.data.loaders import read_flow_table
+        from fedids.data import loaders
     except ImportError:
-        read_flow_table = None
+        loaders = None  # type: ignore[assignment]
     try:
-        if read_flow_table is not None:
-            df = read_flow_table(path)
+        if loaders is not None:
+            header = loaders.read_header(path)
         else:
-            df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", raise_if_empty=False)
-            df = df.rename({c: c.strip().lstrip("\ufeff") for c in df.columns})
+            header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+            header = [c.strip().lstrip("\ufeff") for c in header]
+        columns = None
+        if feature_names is not None:
+            missing = [c for c in feature_names if c not in header]
+            if missing:
+                raise AlertsInputError(
+                    f"{path}: missing feature column(s) {', '.join(missing)} required by the model"
+                )
+            wanted = set(feature_names) | set(_context_names(header))
+            columns = [c for c in header if c in wanted]
+        if loaders is not None:
+            return loaders.read_flow_table(path, columns=columns)
+        df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", raise_if_empty=False)
+        df = df.rename({c: c.strip().lstrip("\ufeff") for c in df.columns})
+        return df.select(columns) if columns is not None else df
     except AlertsInputError:
         raise
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         msg = str(exc)
         raise AlertsInputError(msg if str(path) in msg else f"{path}: {msg}") from exc
-    return df
 
 
 def _as_float(df: pl.DataFrame, name: str) -> pl.Expr:
@@ -193,7 +230,18 @@ def _epoch_seconds(df: pl.DataFrame, name: str) -> pl.Expr:
             parsed = pl.col(name).str.strip_chars().str.to_datetime(strict=False, time_zone="UTC")
             num = pl.coalesce(num, parsed.dt.epoch("us").cast(pl.Float64) / 1e6)
         secs = pl.when(num > 1e11).then(num / 1000.0).otherwise(num)
-    return pl.when((secs >= 0) & (secs <= _MAX_EPOCH)).then(secs).otherwise(None)
+    # 0 is what readers write for an empty cell: no real flow started at the epoch
+    return pl.when((secs > 0) & (secs <= _MAX_EPOCH)).then(secs).otherwise(None)
+
+
+def _protocol(df: pl.DataFrame, name: str) -> pl.Expr:
+    """Protocol names: text lowercased, IANA numbers (6, 17, ...) named, others as text."""
+    num = _as_float(df, name)
+    text = pl.col(name).cast(pl.String).str.strip_chars().str.to_lowercase()
+    as_int = pl.when(num == num.floor()).then(num).otherwise(None).cast(pl.Int64)
+    named = as_int.replace_strict(IANA_PROTOCOLS, default=as_int.cast(pl.String))
+    out = pl.when(num.is_not_null()).then(named).otherwise(text)
+    return pl.when(out == "").then(None).otherwise(out)
 
 
 def context_table(df: pl.DataFrame) -> pl.DataFrame:
@@ -211,13 +259,15 @@ def context_table(df: pl.DataFrame) -> pl.DataFrame:
                 "dport": pl.Int64,
             }.get(std, pl.Float64)
             exprs.append(pl.lit(None, dtype=dtype).alias(std))
-        elif std in ("src", "dst", "proto"):
+        elif std in ("src", "dst"):
             e = pl.col(name).cast(pl.String).str.strip_chars()
-            e = pl.when(e == "").then(None).otherwise(e)
-            exprs.append((e.str.to_lowercase() if std == "proto" else e).alias(std))
+            exprs.append(pl.when(e == "").then(None).otherwise(e).alias(std))
+        elif std == "proto":
+            exprs.append(_protocol(df, name).alias(std))
         elif std in ("sport", "dport"):
             v = _as_float(df, name)
-            ok = (v >= 0) & (v <= 65535) & (v == v.floor())
+            # port 0 counts as unknown: readers write 0 for an empty cell
+            ok = (v > 0) & (v <= 65535) & (v == v.floor())
             exprs.append(pl.when(ok).then(v).otherwise(None).cast(pl.Int64).alias(std))
         else:
             exprs.append(_epoch_seconds(df, name).alias(std))

@@ -9,6 +9,7 @@ configuration is shown.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in conf.items():
         if is_sensitive(k):
             out[k] = "***"
-        elif callable(v) or isinstance(v, logging.Logger):
+        elif not isinstance(v, str | int | float | bool):
             out[k] = f"<{getattr(v, '__name__', type(v).__name__)}>"
         else:
             out[k] = v
@@ -91,6 +92,10 @@ def consumer_config(
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
+        # 10 s (Kafka's long-time default) rather than librdkafka's 45 s: a dead subscriber is
+        # noticed sooner, and brokers that delay a group's first join by part of the session
+        # timeout assign partitions sooner
+        "session.timeout.ms": 10_000,
         "socket.connection.setup.timeout.ms": 10_000,
     }
     if bootstrap:
@@ -103,3 +108,27 @@ def consumer_config(
             "enable.auto.commit=true is not supported: fedids commits offsets after handling"
         )
     return conf
+
+
+class KafkaLogBridge:
+    """librdkafka log lines into Python logging, each distinct line once.
+
+    An unreachable broker makes librdkafka log the same connection failure several times a
+    second; the first one is shown as a warning, repeats go to debug.
+    """
+
+    _VOLATILE = re.compile(r"\(after \d+ms[^)]*\)|\d+ms|#\d+")
+
+    def __init__(self, name: str = "fedids.kafka"):
+        self._log = logging.getLogger(name)
+        self._seen: set[str] = set()
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        msg = fmt % args if args else fmt
+        key = self._VOLATILE.sub("", msg)
+        if key in self._seen:
+            self._log.debug(msg)
+            return
+        if len(self._seen) < 1000:
+            self._seen.add(key)
+        self._log.log(min(level, logging.WARNING), msg)

@@ -162,29 +162,17 @@ class Outbox:
                 yield PendingAlert(*row)
             last = rows[-1][0]
 
-    def get(self, seqs: Sequence[int]) -> list[PendingAlert]:
-        out = []
-        for s in seqs:
-            row = self._db.execute(
-                "SELECT seq, alert_id, topic, payload, attempts FROM outbox WHERE seq = ?", (s,)
-            ).fetchone()
-            if row is not None:
-                out.append(PendingAlert(*row))
-        return out
-
-    def seqs_for(self, alert_ids: Iterable[str]) -> list[int]:
+    def pending_for(self, alert_ids: Iterable[str]) -> list[PendingAlert]:
+        """The waiting versions of these alerts, oldest first."""
         out = []
         for alert_id in alert_ids:
             row = self._db.execute(
-                "SELECT seq FROM outbox WHERE alert_id = ?", (alert_id,)
+                "SELECT seq, alert_id, topic, payload, attempts FROM outbox WHERE alert_id = ?",
+                (alert_id,),
             ).fetchone()
             if row is not None:
-                out.append(int(row[0]))
-        return sorted(out)
-
-    def max_seq(self) -> int:
-        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
-        return int(row[0])
+                out.append(PendingAlert(*row))
+        return sorted(out, key=lambda p: p.seq)
 
     def ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT alert_id FROM outbox")}

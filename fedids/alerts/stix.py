@@ -18,6 +18,8 @@ recognizes it. SCO ids follow STIX's own deterministic rule (the library compute
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import json
 import re
@@ -31,7 +33,6 @@ import stix2
 from stix2patterns.validator import run_validator
 
 from fedids.alerts.aggregate import AlertGroup
-from fedids.alerts.errors import AlertsInputError
 
 #: namespace of every fedids alert id (never change it: ids would stop matching)
 NAMESPACE = uuid.UUID("5f0c3e4e-5a36-5d1b-9f0e-2b7c6a1d9e41")
@@ -55,9 +56,13 @@ class ModelInfo:
 
 
 def alert_key(device: str, g: AlertGroup) -> str:
-    return "|".join(
-        [device, g.attack_class, g.src or "", g.dst or "", str(g.window_start), str(g.window_seconds)]
-    )
+    return _key(device, g.attack_class, g.src, g.dst, g.window_start, g.window_seconds)
+
+
+def _key(
+    device: str, attack_class: str, src: str | None, dst: str | None, start: int, seconds: int
+) -> str:
+    return "|".join([device, attack_class, src or "", dst or "", str(int(start)), str(seconds)])
 
 
 def _uuid(*parts: str) -> str:
@@ -67,6 +72,19 @@ def _uuid(*parts: str) -> str:
 def alert_id(device: str, g: AlertGroup) -> str:
     """The deterministic id of an alert (= its bundle id, and the Kafka message key)."""
     return f"bundle--{_uuid('bundle', alert_key(device, g))}"
+
+
+def alert_id_for(
+    device: str,
+    attack_class: str,
+    src: str | None,
+    dst: str | None,
+    window_start: int,
+    window_seconds: int = 60,
+) -> str:
+    """The id an alert for these values has (to look one up or recognize a re-send)."""
+    key = _key(device, attack_class, src, dst, window_start, window_seconds)
+    return f"bundle--{_uuid('bundle', key)}"
 
 
 def identity_id(device: str) -> str:
@@ -83,8 +101,12 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(value: str | None) -> stix2.base._Observable | None:
-    """An address SCO for a value that is an IPv4/IPv6/MAC address, else None."""
+    """An address SCO for a value that is an IPv4/IPv6/MAC address, else None.
+
+    Cached: the same hosts appear in many alerts, and SCOs are immutable.
+    """
     if not value:
         return None
     try:
@@ -131,37 +153,64 @@ def _traffic(
     version = "ipv6" if isinstance(src or dst, stix2.IPv6Address) else "ipv4"
     src_port = g.src_ports[0] if g.src_port_count == 1 else None
     services = list(g.services) or [(None, None)]
-    out = []
-    for proto, dport in services:
-        props: dict[str, Any] = {"protocols": [proto or version]}
-        if src is not None:
-            props["src_ref"] = src.id
-        if dst is not None:
-            props["dst_ref"] = dst.id
-        if src_port is not None:
-            props["src_port"] = src_port
-        if dport is not None:
-            props["dst_port"] = dport
-        out.append(stix2.NetworkTraffic(**props))
-    return out
+    src_id = src.id if src is not None else None
+    dst_id = dst.id if dst is not None else None
+    return [
+        _network_traffic(proto or version, src_id, dst_id, src_port, dport)
+        for proto, dport in services
+    ]
 
 
-def build_bundle(
+@functools.lru_cache(maxsize=8192)
+def _network_traffic(
+    proto: str, src_id: str | None, dst_id: str | None, sport: int | None, dport: int | None
+) -> stix2.NetworkTraffic:
+    """One network-traffic SCO (cached like :func:`_address`; the library sets its id)."""
+    props: dict[str, Any] = {"protocols": [proto]}
+    for name, value in (
+        ("src_ref", src_id),
+        ("dst_ref", dst_id),
+        ("src_port", sport),
+        ("dst_port", dport),
+    ):
+        if value is not None:
+            props[name] = value
+    return stix2.NetworkTraffic(**props)
+
+
+def _stamp(value: datetime) -> str:
+    """A STIX timestamp (UTC, millisecond precision)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _sco_dict(obj: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(obj).items() if k != "defanged" or v}
+
+
+def bundle_dict(
     g: AlertGroup, device: str, model: ModelInfo, now: datetime | None = None
-) -> stix2.Bundle:
-    """The STIX bundle of one alert (validated by the library as it is built)."""
-    now = now or datetime.now(UTC)
+) -> dict[str, Any]:
+    """The STIX bundle of one alert as plain JSON data (not yet validated).
+
+    SDOs are written as data and validated once by :func:`validate_bundle` (constructing
+    them with the library first would run the slow pattern grammar twice); SCOs are made
+    by the library, which computes their standard deterministic ids.
+    """
+    stamp = _stamp(now or datetime.now(UTC))
     key = alert_key(device, g)
-    first, last = _ts(g.first_seen), _ts(g.last_seen)
+    first, last = _stamp(_ts(g.first_seen)), _stamp(_ts(g.last_seen))
     confidence = max(0, min(100, round(g.prob_mean * 100)))
-    identity = stix2.Identity(
-        id=identity_id(device),
-        name=device,
-        identity_class="system",
-        description="fedids detecting device",
-        created=IDENTITY_EPOCH,
-        modified=IDENTITY_EPOCH,
-    )
+    ident = identity_id(device)
+    identity = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": ident,
+        "created": _stamp(IDENTITY_EPOCH),
+        "modified": _stamp(IDENTITY_EPOCH),
+        "name": device,
+        "description": "fedids detecting device",
+        "identity_class": "system",
+    }
     src, dst = _address(g.src), _address(g.dst)
     traffic = _traffic(g, src, dst)
     where = f"{g.src or 'unknown source'} -> {g.dst or 'unknown destination'}"
@@ -177,74 +226,133 @@ def build_bundle(
         "x_fedids_dst_ports": list(g.dst_ports),
         "x_fedids_dst_port_count": g.dst_port_count,
         "x_fedids_protocols": list(g.protocols),
-        "x_fedids_window_start": _ts(g.window_start).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x_fedids_window_start": _stamp(_ts(g.window_start)),
         "x_fedids_window_seconds": g.window_seconds,
         "x_fedids_flow_times": "flow" if g.timed else "detection",
         "x_fedids_device": device,
         "x_fedids_classification": model.classification,
         "x_fedids_model_sha256": model.sha256,
     }
-    custom = {k: v for k, v in custom.items() if v is not None and v != []}
-    indicator = stix2.Indicator(
-        id=f"indicator--{_uuid('indicator', key)}",
-        created=now,
-        modified=now,
-        created_by_ref=identity.id,
-        name=f"fedids: {g.attack_class} {where}",
-        description=(
+    indicator = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--{_uuid('indicator', key)}",
+        "created_by_ref": ident,
+        "created": stamp,
+        "modified": stamp,
+        "name": f"fedids: {g.attack_class} {where}",
+        "description": (
             f"{g.count} flow(s) classified {g.attack_class} by the fedids model on {device} "
             f"(mean probability {g.prob_mean:.3f}, max {g.prob_max:.3f})."
         ),
-        indicator_types=["malicious-activity"],
-        pattern=build_pattern(g, src, dst),
-        pattern_type="stix",
-        valid_from=first,
-        confidence=confidence,
-        labels=[g.attack_class],
-        allow_custom=True,
-        **custom,
-    )
-    objects: list[Any] = [identity, indicator]
-    observed_refs = []
+        "indicator_types": ["malicious-activity"],
+        "pattern": build_pattern(g, src, dst),
+        "pattern_type": "stix",
+        "pattern_version": "2.1",
+        "valid_from": first,
+        "confidence": confidence,
+        "labels": [g.attack_class],
+        **{k: v for k, v in custom.items() if v is not None and v != []},
+    }
+    objects: list[dict[str, Any]] = [identity, indicator]
+    sighting: dict[str, Any] = {
+        "type": "sighting",
+        "spec_version": "2.1",
+        "id": f"sighting--{_uuid('sighting', key)}",
+        "created_by_ref": ident,
+        "created": stamp,
+        "modified": stamp,
+        "description": f"{g.attack_class} {where}",
+        "confidence": confidence,
+        "first_seen": first,
+        "last_seen": last,
+        "count": g.count,
+        "sighting_of_ref": indicator["id"],
+        "where_sighted_refs": [ident],
+        "x_fedids_attack_class": g.attack_class,
+    }
     if traffic:
         scos = [o for o in (src, dst) if o is not None]
         if src is not None and dst is not None and src.id == dst.id:
             scos = [src]
-        observed = stix2.ObservedData(
-            id=f"observed-data--{_uuid('observed-data', key)}",
-            created=now,
-            modified=now,
-            created_by_ref=identity.id,
-            first_observed=first,
-            last_observed=last,
-            number_observed=max(1, g.count),
-            object_refs=[o.id for o in scos] + [t.id for t in traffic],
-        )
-        objects += [observed, *scos, *traffic]
-        observed_refs = [observed.id]
-    sighting = stix2.Sighting(
-        id=f"sighting--{_uuid('sighting', key)}",
-        created=now,
-        modified=now,
-        created_by_ref=identity.id,
-        sighting_of_ref=indicator.id,
-        count=g.count,
-        first_seen=first,
-        last_seen=last,
-        where_sighted_refs=[identity.id],
-        confidence=confidence,
-        description=f"{g.attack_class} {where}",
-        allow_custom=True,
-        x_fedids_attack_class=g.attack_class,
-        **({"observed_data_refs": observed_refs} if observed_refs else {}),
-    )
+        observed = {
+            "type": "observed-data",
+            "spec_version": "2.1",
+            "id": f"observed-data--{_uuid('observed-data', key)}",
+            "created_by_ref": ident,
+            "created": stamp,
+            "modified": stamp,
+            "first_observed": first,
+            "last_observed": last,
+            "number_observed": max(1, g.count),
+            "object_refs": [o.id for o in scos] + [t.id for t in traffic],
+        }
+        objects += [observed, *(_sco_dict(o) for o in scos), *(_sco_dict(t) for t in traffic)]
+        sighting["observed_data_refs"] = [observed["id"]]
     objects.append(sighting)
-    return stix2.Bundle(*objects, id=alert_id(device, g), allow_custom=True)
+    return {"type": "bundle", "id": alert_id(device, g), "objects": objects}
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A validated alert ready to store and send: ``payload`` is the exact wire form."""
+
+    alert_id: str
+    payload: bytes
+    digest: str
+    group: AlertGroup
+
+
+def build_alert(g: AlertGroup, device: str, model: ModelInfo, now: datetime | None = None) -> Alert:
+    """Build one alert and prove its wire bytes are valid STIX 2.1 (round trip through
+    ``stix2.parse`` + pattern validation); raises if they are not."""
+    data = json.dumps(bundle_dict(g, device, model, now), separators=(",", ":")).encode()
+    parsed = validate_bundle(data)
+    if parsed.id != alert_id(device, g):
+        raise StixValidationError(f"bundle {alert_id(device, g)} did not survive a round trip")
+    digest = hashlib.sha256(f"{device}|{model.sha256}|{g.digest()}".encode()).hexdigest()
+    return Alert(alert_id=parsed.id, payload=data, digest=digest, group=g)
+
+
+def build_bundle(
+    g: AlertGroup, device: str, model: ModelInfo, now: datetime | None = None
+) -> stix2.Bundle:
+    """The alert as a validated ``stix2.Bundle`` object."""
+    return validate_bundle(bundle_dict(g, device, model, now))
 
 
 def serialize(bundle: stix2.Bundle) -> bytes:
     """Compact JSON: one bundle per Kafka message / JSONL line."""
     return bundle.serialize(separators=(",", ":")).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=8192)
+def _validate_pattern(pattern: str, version: str) -> tuple[str, ...]:
+    return tuple(str(e) for e in run_validator(pattern, stix_version=version))
+
+
+def pattern_errors(pattern: str, version: str = "2.1") -> list[str]:
+    """stix2-patterns validator errors for a STIX pattern (empty: valid).
+
+    Cached: the ANTLR grammar costs about 2 ms per pattern and the same hosts, ports and
+    protocols give the same pattern in many alerts.
+    """
+    return list(_validate_pattern(pattern, version))
+
+
+def _share_pattern_cache() -> None:
+    """Let ``stix2``'s own Indicator check use the same cache (it calls the same validator).
+
+    The result is the same function of (pattern, version); only repeated work is saved.
+    Skipped silently if a future stix2 release checks patterns differently.
+    """
+    from stix2.v21 import sdo
+
+    if getattr(sdo, "run_validator", None) is run_validator:
+        sdo.run_validator = pattern_errors
+
+
+_share_pattern_cache()
 
 
 def validate_bundle(payload: str | bytes | Mapping[str, Any]) -> stix2.Bundle:
@@ -267,19 +375,10 @@ def validate_bundle(payload: str | bytes | Mapping[str, Any]) -> stix2.Bundle:
         raise StixValidationError(f"invalid STIX 2.1: {exc}") from exc
     for obj in bundle.get("objects", []) or []:
         if obj.get("type") == "indicator" and obj.get("pattern_type") == "stix":
-            errors = run_validator(obj["pattern"], stix_version="2.1")
+            errors = pattern_errors(obj["pattern"], obj.get("pattern_version") or "2.1")
             if errors:
                 raise StixValidationError(f"invalid STIX pattern in {obj['id']}: {errors[0]}")
     return bundle
-
-
-def round_trip(bundle: stix2.Bundle) -> bytes:
-    """Serialize, then prove the bytes parse back as valid STIX with the same id."""
-    data = serialize(bundle)
-    parsed = validate_bundle(data)
-    if parsed.id != bundle.id:
-        raise AlertsInputError(f"bundle {bundle.id} did not survive a STIX round trip")
-    return data
 
 
 @dataclass(frozen=True)
@@ -340,8 +439,9 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-def summarize(bundle: stix2.Bundle) -> AlertSummary:
-    """Summary of a validated bundle (fedids properties first, STIX fields as fallback)."""
+def summarize(bundle: Mapping[str, Any]) -> AlertSummary:
+    """Summary of a bundle (``stix2.Bundle`` or its JSON data): fedids properties first,
+    standard STIX fields as fallback, so bundles from other tools print too."""
     objs = list(bundle.get("objects", []) or [])
     by_type: dict[str, list[Any]] = {}
     for o in objs:
@@ -356,7 +456,7 @@ def summarize(bundle: stix2.Bundle) -> AlertSummary:
     labels = get(ind, "labels") or []
     attack = get(ind, "x_fedids_attack_class") or (labels[0] if labels else "alert")
     return AlertSummary(
-        alert_id=bundle.id,
+        alert_id=str(bundle["id"]),
         attack_class=str(attack),
         src=get(ind, "x_fedids_src_addr"),
         dst=get(ind, "x_fedids_dst_addr"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fedids.deploy.certs import make_supernode_key, write_certs
+from fedids.deploy.certs import make_supernode_key, san_entries, write_certs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="write SuperNode key pair NAME and NAME.pub (repeatable)",
     )
+    p.add_argument(
+        "--no-loopback",
+        action="store_true",
+        help="do not add localhost/127.0.0.1/::1 to the SAN (the SuperLink's own helper "
+        "processes dial 127.0.0.1 with TLS: keep them unless the SuperLink never binds 0.0.0.0)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.set_defaults(func=run)
 
@@ -59,12 +65,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.server_name or args.server_ip:
             paths = write_certs(
-                args.out, args.server_name, args.server_ip, days=args.days, overwrite=args.force
+                args.out,
+                args.server_name,
+                args.server_ip,
+                days=args.days,
+                overwrite=args.force,
+                loopback=not args.no_loopback,
             )
             print(f"CA certificate:     {paths.ca_cert}  (copy to every device)")
             print(f"CA key:             {paths.ca_key}  (keep offline)")
             print(f"server certificate: {paths.server_cert}")
             print(f"server key:         {paths.server_key}")
+            print(f"names in the SAN:   {', '.join(san_entries(paths.server_cert))}")
         for name in args.node_key:
             private, public = make_supernode_key(args.out, name, overwrite=args.force)
             print(f"SuperNode key:      {private}  (stays on the device)")

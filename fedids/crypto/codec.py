@@ -56,7 +56,8 @@ MIN_KEY_BITS = 512
 MAX_KEY_BITS = 8192
 #: Plaintexts packed/unpacked per numpy block (bounds the bit matrices' memory).
 _CHUNK = 256
-#: Slot sums are decoded into int64 lanes, so a slot must stay below 2**62.
+#: Slot sums are decoded into int64 lanes, so a slot must stay below 2**62. (With
+#: MIN_KEY_BITS = 512 this also keeps at least 8 slots below n.)
 MAX_SLOT_BITS = 62
 
 
@@ -121,10 +122,10 @@ class CodecParams:
             problems.append(
                 f"key_bits={self.key_bits} is out of range [{MIN_KEY_BITS}, {MAX_KEY_BITS}]"
             )
-        if not 2 <= self.value_bits <= 32:
-            problems.append(f"value_bits={self.value_bits} is out of range [2, 32]")
-        if not 1 <= self.weight_bits <= 24:
-            problems.append(f"weight_bits={self.weight_bits} is out of range [1, 24]")
+        if not 2 <= self.value_bits <= 48:
+            problems.append(f"value_bits={self.value_bits} is out of range [2, 48]")
+        if not 1 <= self.weight_bits <= 30:
+            problems.append(f"weight_bits={self.weight_bits} is out of range [1, 30]")
         if not (isinstance(self.clip, int | float) and math.isfinite(self.clip) and self.clip > 0):
             problems.append(f"clip={self.clip!r} must be a finite number > 0")
         if self.max_clients < 1:
@@ -134,11 +135,6 @@ class CodecParams:
         if self.slot_bits > MAX_SLOT_BITS:
             problems.append(
                 f"value_bits + weight_bits = {self.slot_bits} exceeds {MAX_SLOT_BITS} bits per slot"
-            )
-        if self.slot_bits > self.key_bits - 1:
-            problems.append(
-                f"a slot of {self.slot_bits} bits does not fit below n "
-                f"(key_bits - 1 = {self.key_bits - 1})"
             )
         if self.max_clients > self.max_weight_sum:
             problems.append(

@@ -63,15 +63,24 @@ class UpdateEncryptor:
         workers: int = 2,
         *,
         pool: vector.WorkerPool | None = None,
+        private_key: PrivateKey | None = None,
     ) -> None:
+        """``private_key`` is optional: a device holds it anyway (it decrypts the aggregate),
+        and with it the obfuscators are computed by the CRT, about 3-4x faster. Encryption
+        services and tests without it use the public-key-only path."""
         params.validate()
         _check_key_size(public_key.n, params)
+        factors = None
+        if private_key is not None:
+            if private_key.public_key.n != public_key.n:
+                raise ValueError("private_key does not belong to public_key")
+            factors = (int(private_key.p), int(private_key.q))
         self.public_key = public_key
         self.params = params
         self.key_id = key_id(fingerprint(public_key))
         if pool is None and workers > 1:
             pool = vector.shared_pool(workers)
-        self._store = vector.ObfuscatorStore(public_key.n, pool)
+        self._store = vector.ObfuscatorStore(public_key.n, pool, factors)
         self.last_stats = EncryptStats()
 
     @property
@@ -86,6 +95,10 @@ class UpdateEncryptor:
         ``workers=1`` there is no pool and this computes in the calling thread (blocking).
         """
         self._store.start(self.params.n_ciphertexts(int(n_values)))
+
+    def wait_precompute(self) -> None:
+        """Block until the obfuscators started by :meth:`start_precompute` are ready."""
+        self._store.wait()
 
     def encrypt(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Wire arrays ``[int64 header, uint8 ciphertexts]`` for the weights in ``arrays``."""

@@ -186,6 +186,19 @@ def _load_ca(out: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
+#: names the SuperLink's own helper processes dial (see :func:`write_certs`)
+LOOPBACK_NAMES = ["localhost"]
+LOOPBACK_IPS = ["127.0.0.1", "::1"]
+
+
+def _merge(first: list[str], extra: list[str]) -> list[str]:
+    out: list[str] = []
+    for item in [*first, *extra]:
+        if item.strip() and item.strip() not in out:
+            out.append(item.strip())
+    return out
+
+
 def write_certs(
     out_dir: str | Path,
     server_names: list[str],
@@ -193,13 +206,22 @@ def write_certs(
     *,
     days: int = 825,
     overwrite: bool = False,
+    loopback: bool = True,
 ) -> CertPaths:
     """Write ``ca.crt``/``ca.key`` and ``server.pem``/``server.key`` into ``out_dir``.
+
+    With ``loopback`` (the default) the SAN also lists ``localhost``, ``127.0.0.1`` and
+    ``::1``: a SuperLink bound to ``0.0.0.0`` starts ``flwr-superexec``/``flwr-serverapp``
+    which dial it on ``127.0.0.1`` *with TLS*; without that SAN entry they fail certificate
+    verification and ``flwr run`` waits forever with no error on the CLI.
 
     An existing CA in ``out_dir`` is reused (so devices that already trust ``ca.crt`` keep
     working when the server certificate is renewed); an existing server certificate is only
     replaced with ``overwrite=True``. Private keys are written with mode 0600.
     """
+    if loopback:
+        server_names = _merge(server_names, LOOPBACK_NAMES)
+        server_ips = _merge(server_ips, LOOPBACK_IPS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = CertPaths(out / CA_CERT, out / CA_KEY, out / SERVER_CERT, out / SERVER_KEY)
@@ -215,6 +237,15 @@ def write_certs(
     write_private(paths.server_key, _key_pem(key))
     paths.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return paths
+
+
+def san_entries(cert_path: str | Path) -> list[str]:
+    """DNS names and IPs in a certificate's subjectAltName (for display and checks)."""
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName) + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
 
 
 def make_supernode_key(

@@ -365,6 +365,31 @@ class RunResult:
         return self.returncode is None
 
 
+def start_flwr_run(
+    app_dir: Path,
+    env: Mapping[str, str],
+    run_config: str,
+    *,
+    connection: str = CONNECTION,
+    log_path: Path | None = None,
+) -> Proc:
+    """Start ``flwr run <app_dir> <connection> --stream -c <run_config>`` in the background."""
+    cmd = [_bin("flwr"), "run", str(app_dir), connection, "--stream"]
+    if run_config:
+        cmd += ["-c", run_config]
+    log_path = log_path or Path(env.get("FLWR_HOME", ".")) / "flwr-run.log"
+    return _spawn("flwr-run", cmd, log_path, env, app_dir)
+
+
+def finish_run(proc: Proc, timeout: float, started: float | None = None) -> RunResult:
+    """Wait for a started run; past ``timeout`` stop it by PID and report ``returncode=None``."""
+    started = time.monotonic() if started is None else started
+    code = proc.wait(max(0.0, timeout - (time.monotonic() - started)))
+    if code is None:
+        proc.stop(timeout=5)
+    return RunResult(code, proc.log(tail=None), time.monotonic() - started)
+
+
 def flwr_run(
     app_dir: Path,
     env: Mapping[str, str],
@@ -378,16 +403,21 @@ def flwr_run(
 
     On timeout the CLI is stopped by PID (with its descendants) and ``returncode`` is None.
     """
-    cmd = [_bin("flwr"), "run", str(app_dir), connection, "--stream"]
-    if run_config:
-        cmd += ["-c", run_config]
-    log_path = log_path or Path(env.get("FLWR_HOME", ".")) / "flwr-run.log"
-    start = time.monotonic()
-    proc = _spawn("flwr-run", cmd, log_path, env, app_dir)
-    code = proc.wait(timeout)
-    if code is None:
-        proc.stop(timeout=5)
-    return RunResult(code, proc.log(tail=None), time.monotonic() - start)
+    started = time.monotonic()
+    proc = start_flwr_run(app_dir, env, run_config, connection=connection, log_path=log_path)
+    return finish_run(proc, timeout, started)
+
+
+def wait_for_log(proc: Proc, needle: str, timeout: float) -> bool:
+    """Poll ``proc``'s log until ``needle`` appears (True) or ``timeout``/exit (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in proc.log(tail=None):
+            return True
+        if not proc.alive():
+            return needle in proc.log(tail=None)
+        time.sleep(0.2)
+    return False
 
 
 # --- a whole federation -----------------------------------------------------------------------
@@ -414,6 +444,7 @@ class Federation:
         self.flwr_home = self.workdir / "flwr_home"
         self.keys_dir = self.workdir / "keys"
         self.env = flower_env(self.flwr_home, self.env_extra)
+        self._runs = 0
 
     def start(self) -> Federation:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -475,17 +506,20 @@ class Federation:
         logs = "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
         raise DeployError(f"{count} SuperNodes not online within {timeout}s\n{logs}")
 
-    def run(self, app_dir: Path, run_config: str, timeout: float = 300.0) -> RunResult:
+    def start_run(self, app_dir: Path, run_config: str) -> Proc:
+        """Start ``flwr run`` against this federation; finish it with :func:`finish_run`."""
         for p in [self.superlink, *self.nodes]:
             if p is not None:
                 p.remember_children()
-        return flwr_run(
-            app_dir,
-            self.env,
-            run_config,
-            timeout=timeout,
-            log_path=self.workdir / f"flwr-run-{time.monotonic_ns()}.log",
+        self._runs += 1
+        return start_flwr_run(
+            app_dir, self.env, run_config, log_path=self.workdir / f"flwr-run-{self._runs}.log"
         )
+
+    def run(self, app_dir: Path, run_config: str, timeout: float = 300.0) -> RunResult:
+        """Run ``flwr run`` to completion (bounded by ``timeout``)."""
+        started = time.monotonic()
+        return finish_run(self.start_run(app_dir, run_config), timeout, started)
 
     def close(self) -> None:
         """Stop the SuperNodes, then the SuperLink, each with its descendants, by PID."""

@@ -121,3 +121,27 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
+
+
+@pytest.fixture(scope="module")
+def device_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The federation's 2048-bit Paillier key pair, as copied to every device (key-dir)."""
+    directory = tmp_path_factory.mktemp("device-keys") / "keys"
+    save_keypair(directory, *generate_keypair(2048))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, device_keys: Path) -> Iterator[Federation]:
+    """One SuperLink (TLS + SuperNode auth) with two registered devices, shared by a module."""
+    fed = Federation(tmp_path_factory.mktemp("deployment"))
+    try:
+        fed.start()
+        for pid in range(2):
+            fed.add_node(pid, 2, extra_config={"key-dir": str(device_keys)})
+        fed.wait_online(2)
+        yield fed
+    finally:
+        fed.close()
+        leftover = [pid for pid in fed.all_pids() if _alive(pid)]
+        assert not leftover, f"processes still running after close: {leftover}"

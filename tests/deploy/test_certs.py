@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from fedids.cli import main
-from fedids.deploy.certs import make_supernode_key, write_certs
+from fedids.deploy.certs import make_supernode_key, san_entries, write_certs
 
 
 def _mode(path: Path) -> int:
@@ -32,6 +32,17 @@ def test_write_certs_san_modes_and_chain(tmp_path: Path) -> None:
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "link.plant"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
+    # without being asked, loopback is always in (the SuperLink's helpers dial 127.0.0.1)
+    other = write_certs(tmp_path / "b", ["link.plant"], ["10.0.0.5"])
+    assert san_entries(other.server_cert) == [
+        "link.plant",
+        "localhost",
+        "10.0.0.5",
+        "127.0.0.1",
+        "::1",
+    ]
+    bare = write_certs(tmp_path / "c", ["link.plant"], [], loopback=False)
+    assert san_entries(bare.server_cert) == ["link.plant"]
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     # the chain validates as a TLS server certificate for both a name and an IP in the SAN
     ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
@@ -76,10 +87,13 @@ def test_tls_handshake_checks_san(tmp_path: Path) -> None:
     _tls_handshake(paths, "127.0.0.1")
     with pytest.raises(ssl.SSLCertVerificationError):
         _tls_handshake(paths, "not-in-san.example")
+    loopless = write_certs(tmp_path / "b", ["link.plant"], ["10.0.0.5"], loopback=False)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _tls_handshake(loopless, "127.0.0.1")
 
 
 def test_ca_reused_and_server_cert_not_clobbered(tmp_path: Path) -> None:
-    first = write_certs(tmp_path, ["localhost"], [])
+    first = write_certs(tmp_path, ["localhost"], [], loopback=False)
     ca_before = first.ca_cert.read_bytes()
     with pytest.raises(FileExistsError):
         write_certs(tmp_path, ["localhost"], [])
@@ -91,7 +105,7 @@ def test_ca_reused_and_server_cert_not_clobbered(tmp_path: Path) -> None:
 
 def test_server_cert_needs_a_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        write_certs(tmp_path, [], [])
+        write_certs(tmp_path, [], [], loopback=False)
     with pytest.raises(ValueError, match="not an IP"):
         write_certs(tmp_path, [], ["300.1.1.1"])
 

@@ -204,3 +204,64 @@ def test_cli_service_end_to_end(spawn, key_dir: Path, tmp_path: Path, keypair, p
     assert proc.returncode == 0, out
     assert token not in out and token[::-1] not in out
     assert "POST /v1/encrypt" in out and "401" in out
+
+
+class _Proxy:
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+
+
+def _mode(params, **extra) -> dict:
+    return {
+        "name": "paillier",
+        "key_bits": params.key_bits,
+        "value_bits": params.value_bits,
+        "clip": params.clip,
+        "weight_bits": params.weight_bits,
+        "max_clients": params.max_clients,
+        "workers": 1,
+        "precompute": False,
+        **extra,
+    }
+
+
+def test_strategy_aggregates_eaas_and_local_updates(eaas, key_dir, params, tmp_path) -> None:
+    """Device 0 encrypts through EaaS, device 1 locally; the strategy cannot tell them apart."""
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+
+    from fedids.crypto.keys import load_private_key
+    from fedids.crypto.update import AggregateDecryptor
+    from fedids.secure_client import SecureChannel
+    from strategies.paillier_fedavg import PaillierFedAvg
+
+    server = eaas()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    via_eaas = SecureChannel.open(
+        _mode(params, eaas_url=server.url, eaas_token_file=str(token_file)),
+        key_dir=str(key_dir),
+        run_path="",
+        partition_id=0,
+    )
+    local = SecureChannel.open(_mode(params), key_dir=str(key_dir), run_path="", partition_id=1)
+    w0, w1 = _weights(0), _weights(1)
+    results = []
+    for pid, (channel, weights, n) in enumerate([(via_eaas, w0, 30), (local, w1, 10)]):
+        arrays, extra = channel.encrypt(weights)
+        res = FitRes(
+            Status(Code.OK, ""), ndarrays_to_parameters(arrays), n, {**extra, "partition_id": pid}
+        )
+        results.append((_Proxy(str(pid)), res))
+    assert server.requests_served == 1  # device 0 really went through the service
+
+    strategy = PaillierFedAvg(codec=params, min_fit_clients=2, min_available_clients=2)
+    aggregate, metrics = strategy.aggregate_fit(1, results, [])
+    assert metrics["paillier_accepted"] == 2 and not strategy.last_rejections
+
+    from flwr.common import parameters_to_ndarrays
+
+    decryptor = AggregateDecryptor(load_private_key(key_dir), params, workers=1)
+    got = decryptor.decrypt(parameters_to_ndarrays(aggregate), [w.shape for w in w0])
+    for g, a, b in zip(got, w0, w1, strict=True):
+        expected = 0.75 * np.clip(a, -4, 4) + 0.25 * np.clip(b, -4, 4)
+        np.testing.assert_allclose(g, expected, atol=params.step)

@@ -1,0 +1,110 @@
+"""Real deployments on loopback: SuperLink with TLS + SuperNode auth, devices, ``flwr run``.
+
+Slow (each run starts Flower processes and a fresh ``flwr-clientapp`` per message), so the
+module shares one federation between the plain run, the Paillier run and the refusal test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from deploy_helpers import REPO
+
+from fedids.deploy.processes import Federation, RunResult
+
+pytestmark = pytest.mark.e2e
+
+ROWS = "dataset.rows=20000"
+
+
+def run_config(run_dir: Path, run_name: str, rounds: int = 2, **extra: str) -> str:
+    """A ``flwr run -c`` string; ``hydra`` goes into the hydra-overrides key."""
+    hydra = " ".join([ROWS, extra.pop("hydra", "")]).strip()
+    parts = [
+        f"num-server-rounds={rounds}",
+        f"run-dir='{run_dir}'",
+        f"run-name='{run_name}'",
+        f"hydra-overrides='{hydra}'",
+    ]
+    parts += [f"{k.replace('_', '-')}={v}" for k, v in extra.items()]
+    return " ".join(parts)
+
+
+def metrics(run_dir: Path, run_name: str) -> dict:
+    return json.loads((run_dir / run_name / "metrics.json").read_text())
+
+
+def explain(result: RunResult, fed: Federation) -> str:
+    logs = "\n".join(f"--- {p.name}\n{p.log(2000)}" for p in [fed.superlink, *fed.nodes] if p)
+    return f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
+
+
+def test_plain_deployment_with_tls_and_node_auth(deployment: Federation, tmp_path: Path) -> None:
+    result = deployment.run(REPO, run_config(tmp_path, "plain"), timeout=240)
+    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
+    doc = metrics(tmp_path, "plain")
+    assert doc["status"] == "completed" and doc["mode"] == "plain"
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    assert all(r["fit_clients"] == 2 and r["evaluate_clients"] == 2 for r in doc["rounds"])
+    # the connection the CLI used is TLS-verified against our CA, not insecure
+    toml = (deployment.flwr_home / "config.toml").read_text()
+    assert "root-certificates" in toml and "insecure" not in toml
+
+
+def test_unregistered_supernode_is_refused(deployment: Federation) -> None:
+    node = deployment.add_node(0, 2, register=False)
+    code = node.wait(60)
+    log = node.log()
+    assert code is not None, f"unregistered node still running:\n{log}"
+    assert code != 0 and "305" in log, log
+
+
+def test_paillier_deployment_mixing_eaas_and_local(
+    deployment: Federation, device_keys: Path, tmp_path: Path
+) -> None:
+    """mode='paillier' with EaaS: the service fails its first request, so in round 1 one
+    device falls back to local encryption while the other goes through EaaS; the strategy
+    aggregates both kinds, and round 2 is all-EaaS."""
+    from fedids.config import compose_config, to_plain
+    from fedids.eaas.server import build_server
+
+    pub = tmp_path / "eaas-key"
+    pub.mkdir()
+    (pub / "public.json").write_bytes((device_keys / "public.json").read_bytes())
+    mode = to_plain(compose_config({"mode": "paillier"}, ["mode.workers=1"]))["mode"]
+    token_file = tmp_path / "token"
+    token_file.write_text("deploy-test-token\n")
+    server = build_server(pub, mode, "deploy-test-token", port=0)
+    calls = {"n": 0}
+    real_encrypt = server.encrypt
+
+    def flaky(weights):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated EaaS outage")
+        return real_encrypt(weights)
+
+    server.encrypt = flaky
+    server.serve_in_thread()
+    try:
+        hydra = (
+            f"mode.eaas_url={server.url} mode.eaas_token_file={token_file} "
+            "mode.eaas_fallback_local=true"
+        )
+        rc = run_config(tmp_path, "paillier", mode="'paillier'", hydra=hydra)
+        result = deployment.run(REPO, rc, timeout=300)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
+    doc = metrics(tmp_path, "paillier")
+    assert doc["status"] == "completed" and doc["mode"] == "paillier"
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    for r in doc["rounds"]:
+        assert r["strategy_metrics"]["paillier_accepted"] == 2, r["strategy_metrics"]
+        assert r["strategy_metrics"]["paillier_rejected"] == 0
+    assert calls["n"] == 4 and server.requests_served == 3  # 1 outage + 3 encrypted
+    assert doc["rounds"][-1]["accuracy"] > 0.5  # decrypted aggregates make a working model
+    assert "global_parameters.npz" not in {p.name for p in (tmp_path / "paillier").iterdir()}
