@@ -66,6 +66,9 @@ class RunRecorder:
                 f"{r['false_positive_rate']:>10.4f}",
             ]
             cells += [f"{r['per_class'][c]['recall']:>10.4f}" for c in classes]
-            cells += [f"{r['round_seconds']:>10.2f}", f"{r['upload_bytes_per_client'] / 1024:>10.1f}"]
+            cells += [
+                f"{r['round_seconds']:>10.2f}",
+                f"{r['upload_bytes_per_client'] / 1024:>10.1f}",
+            ]
             lines.append(" ".join(cells))
         return "\n".join(lines)

@@ -36,7 +36,9 @@ def _cached_data(key: str) -> DeviceData:
     return load_device_data(**args)
 
 
-def device_data(cfg: dict[str, Any], partition_id: int, num_partitions: int, data_path: str | None) -> DeviceData:
+def device_data(
+    cfg: dict[str, Any], partition_id: int, num_partitions: int, data_path: str | None
+) -> DeviceData:
     key = json.dumps(
         {
             "dataset": cfg["dataset"],
@@ -152,7 +154,9 @@ class FedIDSClient(NumPyClient):
         decrypt_s = self._receive(parameters, config)
         n_classes = len(self.data.class_names)
         cm = confusion(self.model, self.data.x_val, self.data.y_val, n_classes)
-        loss = loss_of(self.model, self.data.x_val, self.data.y_val) if len(self.data.x_val) else 0.0
+        loss = (
+            loss_of(self.model, self.data.x_val, self.data.y_val) if len(self.data.x_val) else 0.0
+        )
         if config.get("final"):
             self._save_model(str(config.get("run_path", "")))
         return (

@@ -106,7 +106,7 @@ def compose_config(
         raise ConfigError(
             "configuration values missing: "
             + ", ".join(missing)
-            + " (set them with hydra-overrides, e.g. \"dataset.path=/data/flows.csv\")"
+            + ' (set them with hydra-overrides, e.g. "dataset.path=/data/flows.csv")'
         )
     return cfg
 

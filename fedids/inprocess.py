@@ -40,7 +40,9 @@ def eval_res(client: Any, parameters: list[np.ndarray], config: dict[str, Any]) 
     return EvaluateRes(Status(Code.OK, ""), loss, n, metrics)
 
 
-def run_rounds(strategy: Any, clients: list[Any], num_rounds: int, run_path: str | Path = "") -> list[np.ndarray]:
+def run_rounds(
+    strategy: Any, clients: list[Any], num_rounds: int, run_path: str | Path = ""
+) -> list[np.ndarray]:
     """FedAvg-style rounds; returns the global arrays the strategy holds after the last round."""
     params = clients[0].get_parameters({})
     proxies = [LocalProxy(cid=str(1000 + i)) for i in range(len(clients))]

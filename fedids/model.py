@@ -49,7 +49,9 @@ def build_model(
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
-    return [v.detach().cpu().numpy().astype(np.float32, copy=True) for v in model.state_dict().values()]
+    return [
+        v.detach().cpu().numpy().astype(np.float32, copy=True) for v in model.state_dict().values()
+    ]
 
 
 def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
@@ -118,7 +120,9 @@ def load_detector(path: str | Path) -> Detector:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable torch file ({exc.__class__.__name__}: {exc})") from exc
+        raise ModelFileError(
+            f"{path}: not a readable torch file ({exc.__class__.__name__}: {exc})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a fedids model (expected format {MODEL_FORMAT!r})")
     try:

@@ -77,7 +77,10 @@ class SecureChannel:
 
     def encrypt(self, weights: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Wire arrays for the server, plus the metrics that name the key used."""
-        extra = {"pubkey_n": format(self.public_key.n, "x"), "fingerprint": fingerprint(self.public_key)}
+        extra = {
+            "pubkey_n": format(self.public_key.n, "x"),
+            "fingerprint": fingerprint(self.public_key),
+        }
         url = self.mode.get("eaas_url")
         if not url:
             arrays = self.encryptor.encrypt(weights)
@@ -85,7 +88,9 @@ class SecureChannel:
             if self.encryptor.last_clipped:
                 log.warning(
                     "device %d: %d weights clipped to +/-%g before encryption (raise mode.clip?)",
-                    self.partition_id, self.encryptor.last_clipped, self.params.clip,
+                    self.partition_id,
+                    self.encryptor.last_clipped,
+                    self.params.clip,
                 )
             return arrays, extra
         from fedids.eaas.client import encrypt_update

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.common import Context, EvaluateRes, FitRes, Parameters, Scalar, parameters_to_ndarrays
+from flwr.common import Context, EvaluateRes, FitRes, Scalar, parameters_to_ndarrays
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
@@ -88,12 +88,16 @@ class RecordingMixin:
         info["fit_failures"] = len(failures)
         info["fit_clients"] = len(results)
         for key in ("train_seconds", "encrypt_seconds", "decrypt_seconds"):
-            info[key] = _mean([float(r.metrics[key]) for _, r in results if key in (r.metrics or {})])
+            info[key] = _mean(
+                [float(r.metrics[key]) for _, r in results if key in (r.metrics or {})]
+            )
         info["strategy_metrics"] = dict(metrics or {})
         if parameters is not None:
             info["download_bytes"] = sum(len(t) for t in parameters.tensors)
             if self.num_rounds == server_round and getattr(self, "save_plain_parameters", False):
-                np.savez(self.run_path / "global_parameters.npz", *parameters_to_ndarrays(parameters))
+                np.savez(
+                    self.run_path / "global_parameters.npz", *parameters_to_ndarrays(parameters)
+                )
         return parameters, metrics
 
     def aggregate_evaluate(
@@ -105,7 +109,9 @@ class RecordingMixin:
         loss, metrics = super().aggregate_evaluate(server_round, results, failures)  # type: ignore[misc]
         info = self._round.get(server_round, {"start": time.perf_counter()})
         if not results:
-            log.warning("round %d: no evaluation results (%d failures)", server_round, len(failures))
+            log.warning(
+                "round %d: no evaluation results (%d failures)", server_round, len(failures)
+            )
             return loss, metrics
         total_cm: np.ndarray | None = None
         class_names: list[str] | None = None
@@ -115,14 +121,23 @@ class RecordingMixin:
                 cm = np.asarray(json.loads(str(m["confusion"])), dtype=np.int64)
                 names = json.loads(str(m["class_names"]))
             except (KeyError, ValueError) as exc:
-                log.warning("round %d: client %s sent no usable confusion matrix (%s)",
-                            server_round, proxy.cid, exc)
+                log.warning(
+                    "round %d: client %s sent no usable confusion matrix (%s)",
+                    server_round,
+                    proxy.cid,
+                    exc,
+                )
                 continue
             if class_names is None:
                 class_names, total_cm = names, np.zeros_like(cm)
             if names != class_names or cm.shape != total_cm.shape:  # type: ignore[union-attr]
-                log.warning("round %d: client %s reports classes %s, expected %s; skipped",
-                            server_round, proxy.cid, names, class_names)
+                log.warning(
+                    "round %d: client %s reports classes %s, expected %s; skipped",
+                    server_round,
+                    proxy.cid,
+                    names,
+                    class_names,
+                )
                 continue
             total_cm += cm  # type: ignore[operator]
         if total_cm is None or class_names is None:
@@ -152,14 +167,21 @@ class RecordingMixin:
         self.recorder.add_round(record)
         log.info(
             "round %d: macro-F1 %.4f accuracy %.4f FPR %.4f (%d records) in %.1f s",
-            server_round, record["macro_f1"], record["accuracy"], record["false_positive_rate"],
-            record["n_records"], record["round_seconds"],
+            server_round,
+            record["macro_f1"],
+            record["accuracy"],
+            record["false_positive_rate"],
+            record["n_records"],
+            record["round_seconds"],
         )
         if server_round == self.num_rounds:
             self.recorder.flush(status="completed")
-            print("\nfedids run summary (figures from the devices' validation splits)\n"
-                  + self.recorder.summary_table()
-                  + f"\n\nartifacts: {self.run_path}\n", flush=True)
+            print(
+                "\nfedids run summary (figures from the devices' validation splits)\n"
+                + self.recorder.summary_table()
+                + f"\n\nartifacts: {self.run_path}\n",
+                flush=True,
+            )
         return loss, metrics
 
 

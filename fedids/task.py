@@ -22,7 +22,9 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> torch.Tensor:
     freq = counts[present] / counts.sum()
     w[present] = 1.0 / freq if scheme == "inverse" else 1.0 / np.sqrt(freq)
     if scheme not in ("inverse", "sqrt_inverse"):
-        raise ValueError(f"train.class_weighting must be none, inverse or sqrt_inverse, got {scheme!r}")
+        raise ValueError(
+            f"train.class_weighting must be none, inverse or sqrt_inverse, got {scheme!r}"
+        )
     w[present] /= w[present].mean()
     w[~present] = 1.0  # absent classes keep a neutral weight
     return torch.tensor(w, dtype=torch.float32)

@@ -53,8 +53,9 @@ def test_final_evaluate_writes_model(tmp_path):
 
 
 def _context(node_config, run_config):
-    return Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(),
-                   run_config=run_config)
+    return Context(
+        run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config=run_config
+    )
 
 
 def test_client_reads_node_config():

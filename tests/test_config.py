@@ -73,6 +73,9 @@ def test_bad_values_are_rejected_clearly(run_config, fragment):
 def test_hydra_overrides_come_last():
     ov = overrides_from_run_config({"mode": "plain", "hydra-overrides": "mode=paillier"})
     assert ov[-1] == "mode=paillier"
-    assert to_plain(compose_config({"mode": "plain", "hydra-overrides": "mode=paillier"}))["mode"][
-        "name"
-    ] == "paillier"
+    assert (
+        to_plain(compose_config({"mode": "plain", "hydra-overrides": "mode=paillier"}))["mode"][
+            "name"
+        ]
+        == "paillier"
+    )

@@ -16,7 +16,9 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("FEDIDS_NB_CLASSIFICATION", "binary")
     monkeypatch.setenv("FEDIDS_NB_OUT", str(tmp_path))
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )

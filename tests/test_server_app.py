@@ -41,8 +41,10 @@ def test_paillier_global_model_equals_plain_within_bound(tmp_path):
         params = run_rounds(build_strategy(cfg, rec), clients, 1, tmp_path / mode)
         if mode == "paillier":
             shapes = [w.shape for w in clients[0].get_parameters({})]
-            params = clients[0]._secure_channel({"run_path": str(tmp_path / mode)}).decrypt(
-                params, shapes
+            params = (
+                clients[0]
+                ._secure_channel({"run_path": str(tmp_path / mode)})
+                .decrypt(params, shapes)
             )
         finals[mode] = np.concatenate([p.ravel() for p in params])
         n_examples = [len(c.data.x_train) for c in clients]
@@ -57,8 +59,17 @@ def test_paillier_global_model_equals_plain_within_bound(tmp_path):
 def test_summary_table_lists_rounds(tmp_path):
     rec = RunRecorder(tmp_path, {}, {})
     per_class = {"normal": {"recall": 0.99}, "attack": {"recall": 0.5}}
-    rec.add_round({"round": 1, "accuracy": 0.9, "macro_f1": 0.8, "false_positive_rate": 0.01,
-                   "per_class": per_class, "round_seconds": 1.5, "upload_bytes_per_client": 2048})
+    rec.add_round(
+        {
+            "round": 1,
+            "accuracy": 0.9,
+            "macro_f1": 0.8,
+            "false_positive_rate": 0.01,
+            "per_class": per_class,
+            "round_seconds": 1.5,
+            "upload_bytes_per_client": 2048,
+        }
+    )
     table = rec.summary_table().splitlines()
     assert "macroF1" in table[0] and "R:attack" in table[0]
     assert table[1].split()[:3] == ["1", "0.9000", "0.8000"]

@@ -18,8 +18,18 @@ def test_training_lowers_the_loss():
     x, y = _toy()
     model = build_model(6, 3, [16], 0.0, seed=1)
     before = loss_of(model, x, y)
-    train(model, x, y, epochs=3, batch_size=64, lr=0.01, weight_decay=0.0, n_classes=3,
-          weighting="sqrt_inverse", seed=0)
+    train(
+        model,
+        x,
+        y,
+        epochs=3,
+        batch_size=64,
+        lr=0.01,
+        weight_decay=0.0,
+        n_classes=3,
+        weighting="sqrt_inverse",
+        seed=0,
+    )
     after = loss_of(model, x, y)
     assert after < 0.6 * before
     cm = confusion(model, x, y, 3)
@@ -31,8 +41,18 @@ def test_same_seed_same_initial_weights_and_training():
     x, y = _toy()
     a, b = build_model(6, 3, [8], 0.1, seed=5), build_model(6, 3, [8], 0.1, seed=5)
     for m in (a, b):
-        train(m, x, y, epochs=1, batch_size=128, lr=0.01, weight_decay=0.0, n_classes=3,
-              weighting="none", seed=3)
+        train(
+            m,
+            x,
+            y,
+            epochs=1,
+            batch_size=128,
+            lr=0.01,
+            weight_decay=0.0,
+            n_classes=3,
+            weighting="none",
+            seed=3,
+        )
     for wa, wb in zip(get_weights(a), get_weights(b), strict=True):
         np.testing.assert_array_equal(wa, wb)
 

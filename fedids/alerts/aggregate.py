@@ -68,7 +68,7 @@ def aggregate(detections: pl.DataFrame, window: float, detection_time: float) ->
     """Group a detections table (see :func:`fedids.alerts.flows.detections_table`).
 
     First/last seen come from the flows' start/last times; flows without times count as
-    seen at ``detection_time``.
+    seen at their ``arrival`` column if there is one, else at ``detection_time``.
     """
     if not (window > 0 and math.isfinite(window)):
         raise AlertsInputError(f"window must be a positive number of seconds, got {window}")
@@ -76,11 +76,17 @@ def aggregate(detections: pl.DataFrame, window: float, detection_time: float) ->
         return []
     w = max(1, int(round(window)))
     keys = ["attack_class", "src", "dst", "window_start"]
+    # flows without a time of their own: arrival time (streaming input) or detection time
+    fallback = (
+        pl.col("arrival").fill_null(detection_time)
+        if "arrival" in detections.columns
+        else pl.lit(detection_time)
+    )
     d = detections.with_columns(
         pl.col("start").is_not_null().alias("_timed"),
-        pl.col("start").fill_null(detection_time).alias("_t0"),
+        pl.coalesce("start", fallback).alias("_t0"),
     ).with_columns(
-        pl.coalesce("last", "start", pl.lit(detection_time)).alias("_t1"),
+        pl.coalesce("last", "_t0").alias("_t1"),
         ((pl.col("_t0") // w) * w).cast(pl.Int64).alias("window_start"),
     )
     groups = d.group_by(keys).agg(

@@ -18,7 +18,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created    REAL NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
-)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
 
 
@@ -93,7 +94,7 @@ class Outbox:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             if fresh:
                 _fsync_dir(self.directory)  # the new file's directory entry must survive too
         except (OSError, sqlite3.Error) as exc:
@@ -102,11 +103,19 @@ class Outbox:
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, alerts: Iterable[NewAlert]) -> int:
-        """Store alerts durably (one fsynced transaction); returns how many rows changed."""
+    def add(self, alerts: Iterable[NewAlert], meta: Mapping[str, str] | None = None) -> int:
+        """Store alerts durably (one fsynced transaction); returns how many rows changed.
+
+        ``meta`` key/values are saved in the same transaction (the streaming detector keeps
+        its progress there, so progress and alerts are never out of step after a crash).
+        """
         changed = 0
         now = time.time()
         with self._transaction():
+            for key, value in (meta or {}).items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+                )
             for a in alerts:
                 row = self._db.execute(
                     "SELECT digest, topic FROM outbox WHERE alert_id = ?", (a.alert_id,)
@@ -173,6 +182,10 @@ class Outbox:
             if row is not None:
                 out.append(PendingAlert(*row))
         return sorted(out, key=lambda p: p.seq)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT alert_id FROM outbox")}

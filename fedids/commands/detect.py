@@ -71,6 +71,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only deliver alerts waiting in the outbox (no --model/--input needed)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="do not print one line per alert")
+    stream = p.add_argument_group(
+        "streaming input", "read flows (JSON objects) from a Kafka topic instead of --input"
+    )
+    stream.add_argument("--input-topic", metavar="TOPIC", help="Kafka topic holding flows")
+    stream.add_argument("--group", help="consumer group [fedids-detect-DEVICE]")
+    stream.add_argument(
+        "--from-beginning", action="store_true", help="a new group starts at the oldest flow"
+    )
+    stream.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for late flows before closing a window [--window]",
+    )
+    stream.add_argument("--max-flows", type=int, metavar="N", help="stop after N flows")
+    stream.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    stream.add_argument(
+        "--idle-timeout", type=float, metavar="S", help="stop when no flow came for S seconds"
+    )
     p.set_defaults(func=run)
 
 
@@ -79,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     from fedids.alerts.errors import AlertsInputError
     from fedids.alerts.kafkaconf import parse_settings
 
+    if args.input and args.input_topic:
+        print("fedids detect: error: use --input or --input-topic, not both", file=sys.stderr)
+        return 2
+    if args.input_topic:
+        return _run_stream(args)
     if not args.flush_only and (not args.model or not args.input):
         print("fedids detect: error: --model and --input are required", file=sys.stderr)
         return 2
@@ -112,5 +136,55 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if shown > SHOW_ALERTS and not args.quiet:
         print(f"... and {shown - SHOW_ALERTS} more alert(s)")
+    print(report.summary(), flush=True)
+    return report.exit_code
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    """``--input-topic``: detect continuously on flows read from Kafka (Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from fedids.alerts.detect import alert_line
+    from fedids.alerts.errors import AlertsInputError
+    from fedids.alerts.kafkaconf import parse_settings
+    from fedids.alerts.stream import run_detect_stream
+
+    if not args.model or not args.kafka or not args.topic:
+        print(
+            "fedids detect: error: --input-topic needs --model, --kafka and --topic",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run_detect_stream(
+            args.model,
+            args.input_topic,
+            kafka=args.kafka,
+            topic=args.topic,
+            group=args.group,
+            window=args.window,
+            grace=args.grace,
+            threshold=args.threshold,
+            device_name=args.device_name,
+            outbox=args.outbox,
+            kafka_settings=parse_settings(args.kafka_settings),
+            batch_size=min(args.batch_size, 10_000),
+            delivery_timeout=args.delivery_timeout,
+            from_beginning=args.from_beginning,
+            max_flows=args.max_flows,
+            timeout=args.timeout,
+            idle_timeout=args.idle_timeout,
+            on_alert=None if args.quiet else lambda a: print(alert_line(a), flush=True),
+            stop=stop,
+        )
+    except AlertsInputError as exc:
+        print(f"fedids detect: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(report.summary(), flush=True)
     return report.exit_code

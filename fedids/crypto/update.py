@@ -78,8 +78,8 @@ class UpdateEncryptor:
         self.public_key = public_key
         self.params = params
         self.key_id = key_id(fingerprint(public_key))
-        if pool is None and workers > 1:
-            pool = vector.shared_pool(workers)
+        if pool is None:  # even one worker computes in the background while the device trains
+            pool = vector.shared_pool(max(1, workers))
         self._store = vector.ObfuscatorStore(public_key.n, pool, factors)
         self.last_stats = EncryptStats()
 
@@ -91,8 +91,8 @@ class UpdateEncryptor:
     def start_precompute(self, n_values: int) -> None:
         """Start computing the obfuscators for an update of ``n_values`` values (non-blocking).
 
-        Call it when local training starts; :meth:`encrypt` then only multiplies. With
-        ``workers=1`` there is no pool and this computes in the calling thread (blocking).
+        Call it when local training starts; :meth:`encrypt` then only multiplies (and
+        computes whatever is still missing).
         """
         self._store.start(self.params.n_ciphertexts(int(n_values)))
 

@@ -151,3 +151,23 @@ def test_text_in_a_numeric_feature_column_is_an_error(model_path):
     df = make_flows([FlowSpec(1, proto="tcp", n=2)])
     with pytest.raises(AlertsInputError, match="Proto"):
         run_detect(model_path, df, device_name="d")
+
+
+def test_stream_option_errors(model_path, flows_csv, capsys):
+    assert (
+        main(
+            [
+                "detect",
+                "--model",
+                str(model_path),
+                "--input",
+                str(flows_csv),
+                "--input-topic",
+                "flows",
+            ]
+        )
+        == 2
+    )
+    assert "not both" in capsys.readouterr().err
+    assert main(["detect", "--model", str(model_path), "--input-topic", "flows"]) == 2
+    assert "--kafka" in capsys.readouterr().err

@@ -7,12 +7,13 @@ module shares one federation between the plain run, the Paillier run and the ref
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from deploy_helpers import REPO
 
-from fedids.deploy.processes import Federation, RunResult
+from fedids.deploy.processes import Federation, RunResult, finish_run, wait_for_log
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +109,49 @@ def test_paillier_deployment_mixing_eaas_and_local(
     assert calls["n"] == 4 and server.requests_served == 3  # 1 outage + 3 encrypted
     assert doc["rounds"][-1]["accuracy"] > 0.5  # decrypted aggregates make a working model
     assert "global_parameters.npz" not in {p.name for p in (tmp_path / "paillier").iterdir()}
+
+
+DROPOUT_TIMEOUT = 15  # federation.round_timeout (s): how long a round waits for a dead device
+
+
+def _start_two_devices(federation) -> Federation:
+    fed = federation()
+    for pid in range(2):
+        fed.add_node(pid, 2)
+    fed.wait_online(2)
+    return fed
+
+
+def test_dropout_with_min_one_device_completes(federation, tmp_path: Path) -> None:
+    """Device 1 crashes (SIGKILL) as round 2 starts; with min 1 the run goes on and completes."""
+    fed = _start_two_devices(federation)
+    mins = "federation.min_fit_clients=1 federation.min_evaluate_clients=1"
+    hydra = f"{mins} federation.min_available_clients=1 federation.round_timeout={DROPOUT_TIMEOUT}"
+    run = fed.start_run(REPO, run_config(tmp_path, "drop1", hydra=hydra))
+    started = time.monotonic()
+    assert wait_for_log(run, "[ROUND 2]", 150), run.log()
+    fed.nodes[1].kill()
+    result = finish_run(run, 240, started)
+    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, fed)
+    doc = metrics(tmp_path, "drop1")
+    assert doc["status"] == "completed"
+    assert [r["fit_clients"] for r in doc["rounds"]] == [2, 1]
+    assert doc["rounds"][1]["fit_failures"] == 1
+
+
+def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
+    """With min 2, a crashed device stops the run with a message naming the minimum, within
+    a bound set by round_timeout (never a hang), and metrics.json is not marked completed."""
+    fed = _start_two_devices(federation)
+    hydra = f"federation.round_timeout={DROPOUT_TIMEOUT}"
+    run = fed.start_run(REPO, run_config(tmp_path, "drop2", rounds=3, hydra=hydra))
+    started = time.monotonic()
+    assert wait_for_log(run, "[ROUND 1]", 150), run.log()
+    fed.nodes[1].kill()
+    result = finish_run(run, 150, started)
+    assert not result.timed_out, explain(result, fed)
+    assert "min_fit_clients" in result.output, explain(result, fed)
+    assert "[SUMMARY]" not in result.output
+    doc = metrics(tmp_path, "drop2")
+    assert doc["status"] != "completed"
+    assert len(doc["rounds"]) == 0

@@ -26,7 +26,9 @@ def link():
 
 
 def _run(link, run_dir: Path, name: str, run_config: str) -> dict:
-    result = link.run(ROOT, f"{run_config} run-dir='{run_dir}' run-name='{name}'", timeout=600, echo=False)
+    result = link.run(
+        ROOT, f"{run_config} run-dir='{run_dir}' run-name='{name}'", timeout=600, echo=False
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     metrics_path = run_dir / name / "metrics.json"
     assert metrics_path.is_file(), result.stdout[-3000:]
@@ -38,8 +40,15 @@ def _run(link, run_dir: Path, name: str, run_config: str) -> dict:
 def _check_round_records(doc: dict, rounds: int, classes: list[str]) -> None:
     assert [r["round"] for r in doc["rounds"]] == list(range(1, rounds + 1))
     for r in doc["rounds"]:
-        for key in ("accuracy", "macro_f1", "false_positive_rate", "round_seconds",
-                    "upload_bytes_per_client", "confusion_matrix", "per_class"):
+        for key in (
+            "accuracy",
+            "macro_f1",
+            "false_positive_rate",
+            "round_seconds",
+            "upload_bytes_per_client",
+            "confusion_matrix",
+            "per_class",
+        ):
             assert key in r, key
         assert list(r["per_class"]) == classes
         for c in classes:
@@ -57,9 +66,12 @@ def test_plain_multi_on_a_users_csv(link, tmp_path):
         "dataset.drop_columns=[StartTime,LastTime,SrcAddr,DstAddr,sIpId,dIpId,Target] "
         "dataset.classes=[normal,DoS,Reconn,CommInj,Backdoor]"
     )
-    doc = _run(link, tmp_path / "runs", "csv-plain",
-               f"mode='plain' classification='multi' num-server-rounds=2 "
-               f"hydra-overrides='{overrides}'")
+    doc = _run(
+        link,
+        tmp_path / "runs",
+        "csv-plain",
+        f"mode='plain' classification='multi' num-server-rounds=2 hydra-overrides='{overrides}'",
+    )
     _check_round_records(doc, 2, ["normal", "DoS", "Reconn", "CommInj", "Backdoor"])
     det = load_detector(tmp_path / "runs" / "csv-plain" / "model.pt")
     assert det.class_names == ["normal", "DoS", "Reconn", "CommInj", "Backdoor"]
