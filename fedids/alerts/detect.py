@@ -23,7 +23,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from fedids.alerts.flows import (
     score,
 )
 from fedids.alerts.kafkaconf import producer_config
-from fedids.alerts.outbox import NewAlert, Outbox, default_outbox_dir
+from fedids.alerts.outbox import NewAlert, Outbox, PendingAlert, default_outbox_dir
 from fedids.alerts.producer import AlertPublisher, DeliveryHook
 from fedids.alerts.stix import Alert, ModelInfo, build_alert, summarize
 
@@ -70,6 +70,7 @@ class DetectReport:
     delivered_ids: list[str] = field(default_factory=list)
     score_seconds: float = 0.0
     total_seconds: float = 0.0
+    flush_only: bool = False
 
     @property
     def alert_ids(self) -> list[str]:
@@ -80,14 +81,18 @@ class DetectReport:
         return EXIT_PENDING if self.kafka and self.pending else 0
 
     def summary(self) -> str:
-        lines = [
-            f"scored {self.flows} flow(s) in {self.score_seconds:.2f} s: "
-            f"{self.detections} detection(s) -> {len(self.alerts)} alert(s)"
-        ]
+        lines = []
+        if not self.flush_only:
+            lines.append(
+                f"scored {self.flows} flow(s) in {self.score_seconds:.2f} s: "
+                f"{self.detections} detection(s) -> {len(self.alerts)} alert(s)"
+            )
         if self.out_file:
             lines.append(f"wrote {len(self.alerts)} alert(s) to {self.out_file}")
         if self.kafka:
-            where = f"{self.topic} on {self.kafka}" if self.topic else self.kafka
+            where = (
+                f"{self.topic} on {self.kafka}" if self.topic else f"their topics on {self.kafka}"
+            )
             lines.append(
                 f"delivered {self.delivered} alert(s) to {where}; "
                 f"{self.pending} waiting in the outbox {self.outbox}"
@@ -210,7 +215,7 @@ def run_detect(
     t_start = time.perf_counter()
     now = now or datetime.now(UTC)
     device = device_name or socket.gethostname()
-    report = DetectReport(kafka=kafka, topic=topic)
+    report = DetectReport(kafka=kafka, topic=topic, flush_only=flush_only)
     if flush_only:
         if not kafka:
             raise AlertsInputError("--flush-only needs --kafka")
@@ -225,25 +230,19 @@ def run_detect(
             flows, source = read_flows(input, detector.feature_names), str(input)
         report.flows = flows.height
 
-    box: Outbox | None = None
+    box, own_box = _open_outbox(outbox) if kafka else (None, False)
     publisher: AlertPublisher | None = None
     submitted: set[int] = set()
-    own_box = True
     try:
-        if kafka:
-            if _is_outbox(outbox):
-                box, own_box = outbox, False  # type: ignore[assignment]
-            else:
-                box = Outbox(outbox or default_outbox_dir())  # type: ignore[arg-type]
+        if box is not None:
             report.outbox = getattr(box, "directory", None)
             conf = producer_config(kafka, delivery_timeout, kafka_settings, f"fedids-{device}")
             publisher = AlertPublisher(conf, box, delivery_timeout, on_delivery=on_delivery)
             if box.try_lock():
-                backlog = list(box.iter_pending())
+                backlog = box.count()
                 if backlog:
-                    log.info("sending %d alert(s) left by earlier runs", len(backlog))
-                submitted = {p.seq for p in backlog}
-                publisher.submit(backlog)
+                    log.info("sending %d alert(s) left by earlier runs", backlog)
+                publisher.submit(_recording(box.iter_pending(), submitted))
             else:
                 log.warning("another fedids process is sending this outbox's backlog")
 
@@ -262,28 +261,48 @@ def run_detect(
                 tick=tick,
             )
             report.alerts, report.detections, report.score_seconds = alerts, n_det, secs
-            if on_alert is not None:
-                for a in alerts:
-                    on_alert(a)
-            if out is not None:
-                report.out_file = write_jsonl(out, alerts)
             if box is not None and publisher is not None and alerts:
+                # durable first: from here on, no crash can lose these alerts
                 box.add(NewAlert(a.alert_id, str(topic), a.payload, a.digest) for a in alerts)
                 fresh = box.pending_for(a.alert_id for a in alerts)
                 publisher.submit(p for p in fresh if p.seq not in submitted)
+            if out is not None:
+                report.out_file = write_jsonl(out, alerts)
+            if on_alert is not None:
+                for a in alerts:
+                    on_alert(a)
 
         if publisher is not None and box is not None:
-            result = publisher.finish()
+            result, publisher = publisher.finish(), None
             report.delivered = result.delivered
             report.failed = result.failed
             report.errors = dict(result.errors)
             report.delivered_ids = list(result.delivered_ids)
             report.pending = box.count()
     finally:
+        if publisher is not None:  # interrupted: still collect the reports already due
+            try:
+                publisher.finish()
+            except Exception:  # never hide the original error
+                log.exception("could not finish the Kafka producer")
         if box is not None and own_box:
             box.close()
     report.total_seconds = time.perf_counter() - t_start
     return report
+
+
+def _recording(items: Iterable[PendingAlert], seqs: set[int]) -> Iterator[PendingAlert]:
+    """Pass alerts through, noting which versions were handed to the producer."""
+    for item in items:
+        seqs.add(item.seq)
+        yield item
+
+
+def _open_outbox(outbox: str | Path | Outbox | None) -> tuple[Outbox, bool]:
+    """(outbox, whether we opened it and must close it)."""
+    if _is_outbox(outbox):
+        return outbox, False  # type: ignore[return-value]
+    return Outbox(outbox or default_outbox_dir()), True  # type: ignore[arg-type]
 
 
 def _is_outbox(obj: object) -> bool:

@@ -63,7 +63,6 @@ class AlertPublisher:
         self.result = DeliveryResult()
         self._delivered_seqs: list[int] = []
         self._failures: list[tuple[int, str]] = []
-        self._in_flight = 0
         self._stopped = False
         self._fatal: str | None = None
         full = dict(conf)
@@ -89,7 +88,6 @@ class AlertPublisher:
 
     def _report(self, seq: int, alert_id: str) -> Callable[[Any, Any], None]:
         def on_delivery(err: Any, _msg: Any) -> None:
-            self._in_flight -= 1
             if err is None:
                 self.result.delivered += 1
                 self.result.delivered_ids.append(alert_id)
@@ -107,21 +105,21 @@ class AlertPublisher:
 
     # -- producing -------------------------------------------------------------------------
 
-    def submit(self, alerts: Iterable[PendingAlert], deadline: float | None = None) -> None:
+    def submit(self, alerts: Iterable[PendingAlert]) -> None:
         """Hand alerts to the producer (non-blocking unless its queue is full).
 
-        Stops early, leaving the rest in the outbox, after a failed delivery, a fatal error
-        or when ``deadline`` (monotonic seconds) passes while waiting for queue space.
+        Stops early, leaving the rest in the outbox, after a failed delivery, a fatal error,
+        or when the local queue stayed full for the whole delivery timeout.
         """
-        deadline = deadline or (time.monotonic() + self.delivery_timeout)
         for a in alerts:
             if not self._stopped:
-                self._produce(a, deadline)
+                self._produce(a)
             else:
                 self.result.not_sent += 1
             self.poll()
 
-    def _produce(self, a: PendingAlert, deadline: float) -> None:
+    def _produce(self, a: PendingAlert) -> None:
+        wait_until: float | None = None
         while True:
             try:
                 self._producer.produce(
@@ -130,11 +128,12 @@ class AlertPublisher:
                     value=a.payload,
                     on_delivery=self._report(a.seq, a.alert_id),
                 )
-                self._in_flight += 1
                 return
             except BufferError:  # local queue full: serve reports, then retry
+                now = time.monotonic()
+                wait_until = wait_until or now + self.delivery_timeout
                 self._producer.poll(0.05)
-                if self._stopped or time.monotonic() >= deadline:
+                if self._stopped or now >= wait_until:
                     self._stopped = True
                     self.result.not_sent += 1
                     return

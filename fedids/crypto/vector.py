@@ -198,7 +198,14 @@ def _split(count: int, parts: int) -> list[int]:
 
 # -- obfuscators ------------------------------------------------------------------------------
 class ObfuscatorStore:
-    """Obfuscators for one public key, computed ahead in a pool and handed out once each."""
+    """Obfuscators for one key, computed ahead of time and handed out once each.
+
+    :meth:`start` computes them one at a time in ONE background thread: the device trains
+    on another core, so precompute should not compete with it for every core, and partial
+    progress is usable. :meth:`take` stops that thread and computes whatever is still
+    missing with all the pool's workers. With a process pool (a gmpy2 that cannot release
+    the GIL) the background work is instead queued as one task in the pool.
+    """
 
     def __init__(
         self, n: int, pool: WorkerPool | None, factors: tuple[int, int] | None = None
@@ -208,64 +215,109 @@ class ObfuscatorStore:
         self.n = n
         self.pool = pool
         self.factors = factors
+        self._fn, self._args = (
+            (random_obfuscators_crt, factors) if factors else (random_obfuscators, (n,))
+        )
         self._ready: list[int] = []
-        self._pending: list[Future] = []
+        self._target = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pending: list[Future] = []  # process pools only
         self._lock = threading.Lock()
 
-    @property
-    def pending_or_ready(self) -> int:
-        return len(self._ready) + sum(f.count for f in self._pending)  # type: ignore[attr-defined]
+    def _use_processes(self) -> bool:
+        return self.pool is not None and self.pool.kind == "process"
 
     def start(self, count: int) -> None:
-        """Make sure ``count`` obfuscators will be available; returns immediately."""
+        """Have ``count`` obfuscators computed in the background; returns immediately."""
         with self._lock:
-            missing = count - self.pending_or_ready
-            if missing <= 0:
+            self._target = max(self._target, count)
+            queued = len(self._ready) + sum(f.count for f in self._pending)  # type: ignore[attr-defined]
+            if queued >= self._target:
                 return
-            fn, key = (
-                (random_obfuscators_crt, self.factors)
-                if self.factors
-                else (random_obfuscators, (self.n,))
-            )
-            if self.pool is None:
-                self._ready.extend(fn(*key, missing))
-                return
-            # several chunks per worker keep the pool busy evenly
-            for size in _split(missing, self.pool.workers * 2):
-                fut = self.pool.submit(fn, *key, size)
-                fut.count = size  # type: ignore[attr-defined]
+            if self._use_processes():
+                fut = self.pool.submit(self._fn, *self._args, self._target - queued)  # type: ignore[union-attr]
+                fut.count = self._target - queued  # type: ignore[attr-defined]
                 self._pending.append(fut)
+            elif self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._background, name="fedids-precompute", daemon=True
+                )
+                self._thread.start()
+
+    def _background(self) -> None:
+        _release_gil()
+        while not self._stop.is_set():
+            with self._lock:
+                if len(self._ready) >= self._target:
+                    return
+            value = self._fn(*self._args, 1)[0]
+            with self._lock:
+                self._ready.append(value)
+
+    def _halt(self, wait_for_target: bool) -> None:
+        """Stop (or finish, if ``wait_for_target``) the background work; collect results."""
+        thread = self._thread
+        if thread is not None:
+            if not wait_for_target:
+                self._stop.set()
+            thread.join()
+            self._thread = None
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for fut in pending:
+            values = fut.result()
+            with self._lock:
+                self._ready.extend(values)
+
+    def _compute_now(self, count: int) -> list[int]:
+        """``count`` obfuscators on the critical path, with every worker of the pool."""
+        if self.pool is None or self.pool.workers < 2 or count < 2:
+            return self._fn(*self._args, count)
+        futures = [
+            self.pool.submit(self._fn, *self._args, size)
+            for size in _split(count, self.pool.workers)
+        ]
+        return [v for fut in futures for v in fut.result()]
 
     def take(self, count: int) -> tuple[list[int], int]:
-        """``count`` obfuscators (waiting for / computing any missing); also how many were
-        precomputed before this call (the rest were computed on the critical path)."""
+        """``count`` obfuscators, and how many of them were ready before this call (the rest
+        were computed now, on the critical path)."""
         with self._lock:
             precomputed = len(self._ready) + sum(
                 f.count  # type: ignore[attr-defined]
                 for f in self._pending
                 if f.done()
             )
-        self.start(count)
+        self._halt(wait_for_target=self._use_processes())
         with self._lock:
-            for fut in self._pending:
-                self._ready.extend(fut.result())
-            self._pending.clear()
+            missing = count - len(self._ready)
+        if missing > 0:
+            fresh = self._compute_now(missing)
+            with self._lock:
+                self._ready.extend(fresh)
+        with self._lock:
             out, self._ready = self._ready[:count], self._ready[count:]
+            self._target = max(0, self._target - count)
         return out, min(precomputed, count)
 
     def wait(self) -> None:
-        """Block until every pending obfuscator is computed."""
-        with self._lock:
-            for fut in self._pending:
-                self._ready.extend(fut.result())
-            self._pending.clear()
+        """Block until the obfuscators asked for by :meth:`start` are computed."""
+        self._halt(wait_for_target=True)
 
     def cancel(self) -> None:
+        """Stop background work and drop unused obfuscators."""
+        self._stop.set()
         with self._lock:
             for fut in self._pending:
                 fut.cancel()
             self._pending.clear()
             self._ready.clear()
+            self._target = 0
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 # -- vector operations -------------------------------------------------------------------------

@@ -110,8 +110,9 @@ def make_partitions(
 ) -> list[np.ndarray]:
     """All partitions, as sorted arrays of record indices (disjoint, covering, none empty).
 
-    ``partition`` is ``cfg.partition``: ``name`` (``iid`` or ``dirichlet``), and for
-    dirichlet ``alpha`` and ``min_records``.
+    ``partition`` is ``cfg.partition``: ``name`` (``iid`` or ``dirichlet``), ``alpha``
+    (dirichlet) and ``min_records`` (records every part must get, default 1; iid parts
+    hold ``n // num_partitions`` or one more, so it is only checked there).
     """
     labels = np.asarray(labels)
     name = str(partition.get("name", "iid"))

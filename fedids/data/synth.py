@@ -114,8 +114,6 @@ class _Profile:
     idle: LogN  # seconds
     dport_random: float = 0.0  # share of flows to a uniformly random port (scans)
     dsb: Mapping[int, float] = field(default_factory=lambda: {0: 1.0})
-    windows: int = 0  # >0: the flows happen in this many bursts
-    window_seconds: float = 0.0
 
 
 _LINUX_OR_WIN = {64: 0.45, 128: 0.55}
@@ -175,11 +173,11 @@ _DOS = [
     _Profile("syn_flood", 0.6, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 0.8, 80: 0.2},
              spkts=(40, 0.8), reply=0.9, ratio=(0.3, 0.5), sbpp=(60, 0.03), dbpp=(60, 0.04),
              dur=(0.3, 0.8), cv=(0.05, 0.5), ttl=_ATTACK_TTL, hops=_ROUTED, rtt=(4e-3, 0.6),
-             loss=(0.08, 0.7), idle=(0.1, 1.0), windows=4, window_seconds=1800),
+             loss=(0.08, 0.7), idle=(0.1, 1.0)),
     _Profile("modbus_flood", 0.4, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 1},
              spkts=(150, 0.8), reply=0.98, ratio=(0.7, 0.3), sbpp=(66, 0.05), dbpp=(72, 0.12),
              dur=(1.0, 0.8), cv=(0.05, 0.5), ttl=_ATTACK_TTL, hops=_ROUTED, rtt=(3e-3, 0.6),
-             loss=(0.03, 0.7), idle=(0.1, 1.0), windows=4, window_seconds=1800),
+             loss=(0.03, 0.7), idle=(0.1, 1.0)),
 ]  # fmt: skip
 
 _RECONN = [
@@ -187,20 +185,19 @@ _RECONN = [
              {p: 1.0 for p in _SCAN_PORTS}, dport_random=0.6, spkts=(1.2, 0.3), reply=0.8,
              ratio=(1.0, 0.1), sbpp=(60, 0.02), dbpp=(60, 0.03), dur=(8e-4, 0.8),
              cv=(0.2, 0.5), ttl=_ATTACK_TTL, hops=_ROUTED, rtt=(1.5e-3, 0.5),
-             loss=(1e-3, 0.8), idle=(0.05, 0.9), windows=3, window_seconds=1200),
+             loss=(1e-3, 0.8), idle=(0.05, 0.9)),
     _Profile("sweep", 0.3, _ATTACKERS, _uniform("ot"), {ICMP: 0.5, UDP: 0.5},
              {p: 1.0 for p in (161, 502, 1900, 2222, 20000, 47808)}, dport_random=0.5,
              spkts=(1.1, 0.2), reply=0.5, ratio=(1.0, 0.05), sbpp=(60, 0.03), dbpp=(70, 0.1),
              dur=(1e-3, 0.8), cv=(0.2, 0.5), ttl=_ATTACK_TTL, hops=_ROUTED,
-             rtt=(1.5e-3, 0.5), loss=(1e-3, 0.8), idle=(0.05, 0.9), windows=3,
-             window_seconds=1200),
+             rtt=(1.5e-3, 0.5), loss=(1e-3, 0.8), idle=(0.05, 0.9)),
 ]  # fmt: skip
 
 _COMMINJ = [
     _Profile("modbus_write", 1.0, _ATTACKERS, _TARGET_PLCS, {TCP: 1}, {502: 1},
              spkts=(8, 0.35), reply=1.0, ratio=(1.0, 0.08), sbpp=(100, 0.06), dbpp=(64, 0.03),
              dur=(0.25, 0.4), cv=(1.5, 0.25), ttl=_ATTACK_TTL, hops={1: 1.0}, rtt=(6e-4, 0.4),
-             loss=(5e-4, 0.8), idle=(0.3, 0.5), windows=3, window_seconds=600),
+             loss=(5e-4, 0.8), idle=(0.3, 0.5)),
 ]  # fmt: skip
 
 _BACKDOOR = [
@@ -208,8 +205,17 @@ _BACKDOOR = [
              {4444: 0.5, 8443: 0.3, 31337: 0.2}, spkts=(60, 0.35), reply=1.0,
              ratio=(1.5, 0.12), sbpp=(72, 0.08), dbpp=(700, 0.2), dur=(25.0, 0.5),
              cv=(2.0, 0.3), ttl=_ATTACK_TTL, hops=_ROUTED, rtt=(3e-3, 0.4),
-             loss=(1e-3, 0.8), idle=(30.0, 0.4), windows=2, window_seconds=1800),
+             loss=(1e-3, 0.8), idle=(30.0, 0.4)),
 ]  # fmt: skip
+
+#: Attack campaigns happen in bursts: (number of time windows, window length in seconds).
+#: All profiles of a class share its windows (a DoS campaign runs both flood tools).
+_BURSTS: dict[str, tuple[int, float]] = {
+    "DoS": (4, 1800.0),
+    "Reconn": (3, 1200.0),
+    "CommInj": (3, 600.0),
+    "Backdoor": (2, 1800.0),
+}
 
 _PROFILES: dict[str, list[_Profile]] = {
     "normal": _NORMAL,
@@ -261,21 +267,29 @@ def _discrete(rng: np.random.Generator, weights: Mapping, n: int) -> np.ndarray:
 
 def _ephemeral_ports(rng: np.random.Generator, ttl: np.ndarray) -> np.ndarray:
     """Source ports as the source's OS picks them (Windows vs Linux ranges)."""
-    windows = rng.integers(49152, 65536, size=len(ttl))
+    windows_os = rng.integers(49152, 65536, size=len(ttl))
     linux = rng.integers(32768, 61000, size=len(ttl))
-    return np.where(ttl >= 128, windows, linux)
+    return np.where(ttl >= 128, windows_os, linux)
 
 
-def _start_times(rng: np.random.Generator, prof: _Profile, n: int) -> np.ndarray:
-    if prof.windows <= 0:
+def _start_times(
+    rng: np.random.Generator, windows: np.ndarray | None, length: float, n: int
+) -> np.ndarray:
+    """Uniform over the capture, or inside the given burst windows (start offsets)."""
+    if windows is None:
         return CAPTURE_START + rng.uniform(0.0, CAPTURE_SECONDS, n)
-    starts = rng.uniform(0.0, CAPTURE_SECONDS - prof.window_seconds, prof.windows)
-    which = rng.integers(0, prof.windows, n)
-    return CAPTURE_START + starts[which] + rng.uniform(0.0, prof.window_seconds, n)
+    which = rng.integers(0, len(windows), n)
+    return CAPTURE_START + windows[which] + rng.uniform(0.0, length, n)
 
 
-def _draw(rng: np.random.Generator, prof: _Profile, n: int) -> dict[str, np.ndarray]:
-    """Latent quantities for ``n`` flows of one profile."""
+def _draw(
+    rng: np.random.Generator,
+    prof: _Profile,
+    n: int,
+    windows: np.ndarray | None = None,
+    window_seconds: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """Latent quantities for ``n`` flows of one profile (in ``windows`` if given)."""
     src_addr = _discrete(rng, {_ADDRESS_INDEX[a]: w for a, w in prof.src.items()}, n)
     dst_addr = _discrete(rng, {_ADDRESS_INDEX[a]: w for a, w in prof.dst.items()}, n)
     proto = _discrete(rng, prof.proto, n).astype(np.int64)
@@ -292,7 +306,7 @@ def _draw(rng: np.random.Generator, prof: _Profile, n: int) -> dict[str, np.ndar
     return {
         "src": src_addr,
         "dst": dst_addr,
-        "start": _start_times(rng, prof, n),
+        "start": _start_times(rng, windows, window_seconds, n),
         "proto": proto,
         "sport": _ephemeral_ports(rng, ttl_base),
         "dport": dport,
@@ -407,12 +421,16 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
         if count == 0:
             continue
         profiles = _PROFILES[cls]
+        windows, length = None, 0.0
+        if cls in _BURSTS:
+            n_windows, length = _BURSTS[cls]
+            windows = rng.uniform(0.0, CAPTURE_SECONDS - length, n_windows)
         w = np.array([p.weight for p in profiles], dtype=np.float64)
         per_profile = rng.multinomial(count, w / w.sum())
         for prof, k in zip(profiles, per_profile, strict=True):
             if k == 0:
                 continue
-            parts.append(_draw(rng, prof, int(k)))
+            parts.append(_draw(rng, prof, int(k), windows, length))
             labels.append(np.full(int(k), WUSTL_CLASSES.index(cls), dtype=np.int64))
     lat = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     label = np.concatenate(labels)

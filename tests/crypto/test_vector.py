@@ -50,16 +50,18 @@ def test_precompute_in_pool_then_take(keys512, kind):
     assert not pool.started
 
 
-def test_take_reports_precomputed_count(keys512):
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_take_reports_precomputed_count(keys512, kind):
     pub, _ = keys512
-    pool = vector.WorkerPool(2, "thread")
+    pool = vector.WorkerPool(2, kind)
     try:
         store = vector.ObfuscatorStore(pub.n, pool)
         store.start(8)
-        for fut in store._pending:
-            fut.result()
+        store.wait()
         _, precomputed = store.take(8)
         assert precomputed == 8
+        _, precomputed = store.take(3)  # nothing left: all three computed on demand
+        assert precomputed == 0
     finally:
         pool.close()
 
@@ -112,6 +114,22 @@ def test_crt_obfuscators_are_fresh_nth_residues(keys1024):
     ms = [0, 5, pub.n - 1, 2**900, 77, 1]
     cts = vector.encrypt_many(pub.n, ms, rs)
     assert [priv.raw_decrypt(c) for c in cts] == ms
+
+
+def test_precompute_runs_in_one_background_thread_and_can_be_cancelled(keys1024):
+    pub, _ = keys1024
+    pool = vector.WorkerPool(2, "thread")
+    try:
+        store = vector.ObfuscatorStore(pub.n, pool)
+        store.start(500)  # far more than it will finish
+        assert [t.name for t in threading.enumerate()].count("fedids-precompute") == 1
+        assert not pool.started  # the pool is kept for work on the critical path
+        store.cancel()
+        assert "fedids-precompute" not in [t.name for t in threading.enumerate()]
+        out, _ = store.take(4)
+        assert len(set(out)) == 4
+    finally:
+        pool.close()
 
 
 def test_store_uses_factors_when_given(keys512, monkeypatch):

@@ -137,8 +137,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, device_keys: Path) -> I
     fed = Federation(tmp_path_factory.mktemp("deployment"))
     try:
         fed.start()
-        for pid in range(2):
-            fed.add_node(pid, 2, extra_config={"key-dir": str(device_keys)})
+        fed.add_nodes([0, 1], 2, extra_config={"key-dir": str(device_keys)})
         fed.wait_online(2)
         yield fed
     finally:
