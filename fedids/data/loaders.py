@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ SAMPLE_ROWS = 10_000
 #: Dataset schemas :func:`load_dataset` knows.
 SCHEMAS = ("wustl", "csv")
 
+#: What the ``synthetic`` dataset generates when its config gives no rows/seed.
+DEFAULT_SYNTHETIC_ROWS = 300_000
+DEFAULT_SYNTHETIC_SEED = 7
+
 #: IANA numbers for protocol names, for files whose ``Proto`` column holds names.
 PROTOCOL_NUMBERS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "sctp": 132}
 
@@ -64,13 +69,11 @@ class NonNumericColumnError(DataError):
     """A column that must hold numbers holds text."""
 
     def __init__(self, path: Path, column: str, sample: str, count: int, line: int):
-        self.path, self.column, self.sample, self.count, self.line = (
-            path,
-            column,
-            sample,
-            count,
-            line,
-        )
+        self.path = path
+        self.column = column
+        self.sample = sample
+        self.count = count
+        self.line = line
         super().__init__(
             f"{path}: column {column!r} must be numeric but {count} value(s) are not numbers "
             f"(first on line {line}: {sample!r})"
@@ -96,9 +99,13 @@ def _read_header(path: Path) -> _Header:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: header is not UTF-8 text ({exc.reason})") from exc
     names = [n.replace("\ufeff", "").strip() for n in next(csv.reader([text]))]
+    if len(names) == 1 and (";" in text or "\t" in text):
+        raise DataError(
+            f"{path}: the header is a single column ({text[:60]!r}...): flow tables must be "
+            "comma-separated"
+        )
     names = [n or f"column_{i}" for i, n in enumerate(names, start=1)]
-    seen: set[str] = set()
-    dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    dupes = sorted(n for n, k in Counter(names).items() if k > 1)
     if dupes:
         raise DataError(f"{path}: duplicate column name(s) in the header: {', '.join(dupes)}")
     return _Header(names, number)
@@ -429,6 +436,14 @@ def load_csv_file(
             class_list,
         )
     labels = encode_labels(df[label_column], class_list, path, label_column)
+    if len(labels) and not (labels == 0).any():
+        log.warning(
+            "%s: normal_label %r never occurs in column %r, so every record is an attack; "
+            "check dataset.normal_label (labels are compared as text)",
+            path,
+            normal,
+            label_column,
+        )
     return LabelledFlows(
         df.select(features), labels, class_list, f"labelled flow CSV {path}", False
     )
@@ -468,7 +483,9 @@ def load_dataset(dataset: Mapping[str, Any], data_path: str | Path | None = None
     path = data_path if data_path not in (None, "") else dataset.get("path")
     if path in (None, ""):
         if dataset.get("name") == "synthetic":
-            return load_synthetic(int(dataset.get("rows", 60_000)), int(dataset.get("seed", 0)))
+            rows = dataset.get("rows") or DEFAULT_SYNTHETIC_ROWS
+            seed = dataset.get("seed")
+            return load_synthetic(int(rows), DEFAULT_SYNTHETIC_SEED if seed is None else int(seed))
         raise DataError(
             f"dataset {dataset.get('name')!r} needs a file: set dataset.path "
             "(or the device's node-config data-path)"

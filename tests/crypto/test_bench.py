@@ -37,3 +37,34 @@ def test_upload_bytes_counts_npy_and_metrics():
     a = [np.zeros(10, np.float32)]
     assert upload_bytes(a, {"k": "vv"}) == upload_bytes(a) + 3
     assert upload_bytes(a) > 40
+
+
+def test_bench_command_end_to_end_small(tmp_path, capsys):
+    """`fedids bench` on a tiny dataset: every figure present, the table printed."""
+    import json
+
+    from fedids.cli import main
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--json", str(out), "--rows", "3000", "--rounds", "1", "--naive-sample", "4"]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    for key in (
+        "paillier_over_plain_round_time",
+        "paillier_over_plain_round_time_no_precompute",
+        "packed_speedup_over_naive",
+        "packed_speedup_over_naive_with_workers",
+        "upload_bytes_over_float32",
+    ):
+        assert result[key] > 0
+    assert set(result["targets"]) == {
+        "paillier_over_plain_round_time",
+        "packed_speedup_over_naive",
+        "upload_bytes_over_float32",
+    }
+    assert result["upload_bytes_over_float32"] < 1.5
+    packed = result["crypto"]["packed"]
+    assert packed["max_abs_error"] <= packed["error_bound"]
+    assert len(result["rounds"]["paillier"]["rounds"]) == 2
+    printed = capsys.readouterr().out
+    assert "targets" in printed and "per-value phe" in printed

@@ -132,6 +132,7 @@ def test_missing_requested_columns_are_listed(tmp_path: Path) -> None:
         ("\n\n", "empty"),
         ("a,a,b\n1,2,3\n", "duplicate column name.*a"),
         ("a,b\n1,2\n3,4,5\n", "cannot be read as a CSV"),
+        ("a;b;c\n1;2;3\n", "comma-separated"),
     ],
 )
 def test_malformed_files_name_the_file(tmp_path: Path, text: str, match: str) -> None:
@@ -279,6 +280,16 @@ def test_csv_numeric_labels_and_normal_label(tmp_path: Path) -> None:
     path = write_text(tmp_path / "num.csv", "f1,f2,y\n1,2,0\n3,4,1\n5,6,0\n7,8,2\n")
     flows = load_csv_file(path, label_column="y", normal_label=0)
     assert flows.classes == ["0", "1", "2"] and flows.labels.tolist() == [0, 1, 0, 2]
+
+
+def test_csv_normal_label_absent_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_text(tmp_path / "float.csv", "f1,y\n1,0.0\n2,1.0\n")
+    with caplog.at_level(logging.WARNING):
+        flows = load_csv_file(path, label_column="y", normal_label=0)
+    assert flows.classes == ["0", "0.0", "1.0"]
+    assert any("normal_label '0' never occurs" in r.getMessage() for r in caplog.records)
 
 
 def test_csv_missing_label_column_lists_columns(tmp_path: Path) -> None:
