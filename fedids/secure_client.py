@@ -61,12 +61,13 @@ class SecureChannel:
                 f"key in {directory} has {public_key.n.bit_length()} bits, "
                 f"config mode.key_bits={params.key_bits}"
             )
-        workers = int(mode.get("workers", 1))
+        workers = int(mode.get("workers", 2))
         return cls(
             mode=mode,
             params=params,
             public_key=public_key,
-            encryptor=UpdateEncryptor(public_key, params, workers=workers),
+            # the device holds the private key anyway: r^n mod n^2 via CRT is ~3.7x cheaper
+            encryptor=UpdateEncryptor(public_key, params, workers=workers, private_key=private_key),
             decryptor=AggregateDecryptor(private_key, params, workers=workers),
             partition_id=partition_id,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fedids.deploy.certs import CertPaths, make_supernode_key, write_certs
 
@@ -385,6 +387,30 @@ class RunResult:
     def timed_out(self) -> bool:
         return self.returncode is None
 
+    @property
+    def run_id(self) -> str | None:
+        """The run id the CLI printed (``Successfully started run <id>``)."""
+        found = re.search(r"Successfully started run (\d+)", self.output)
+        return found.group(1) if found else None
+
+
+def run_status(
+    env: Mapping[str, str], cwd: Path, run_id: str, connection: str = CONNECTION
+) -> dict[str, Any]:
+    """``flwr ls --run-id``: ``status`` (e.g. ``finished:completed``, ``finished:failed``)
+    and ``status-details`` (the ServerApp's exception message when it failed).
+
+    Needed because ``flwr run --stream`` exits 0 even when the ServerApp raised.
+    """
+    res = _flwr(["ls", connection, "--run-id", str(run_id), "--format", "json"], env, cwd, 60)
+    try:
+        runs = json.loads(res.stdout).get("runs", [])
+    except json.JSONDecodeError:
+        runs = []
+    if not runs:
+        raise DeployError(f"flwr ls found no run {run_id}:\n{res.stdout}\n{res.stderr}")
+    return dict(runs[0])
+
 
 def start_flwr_run(
     app_dir: Path,
@@ -575,6 +601,12 @@ class Federation:
         """Run ``flwr run`` to completion (bounded by ``timeout``)."""
         started = time.monotonic()
         return finish_run(self.start_run(app_dir, run_config), timeout, started)
+
+    def status(self, result: RunResult) -> dict[str, Any]:
+        """The SuperLink's record of a finished run (see :func:`run_status`)."""
+        if result.run_id is None:
+            raise DeployError(f"no run id in the flwr run output:\n{result.output[-2000:]}")
+        return run_status(self.env, self.workdir, result.run_id)
 
     def close(self) -> None:
         """Stop the SuperNodes, then the SuperLink, each with its descendants, by PID."""

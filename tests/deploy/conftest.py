@@ -32,14 +32,6 @@ def keypair():
     return generate_keypair(TEST_KEY_BITS)
 
 
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory, keypair) -> Path:
-    """A device key directory (public.json + private.json) for the test key pair."""
-    directory = tmp_path_factory.mktemp("paillier") / "keys"
-    save_keypair(directory, *keypair)
-    return directory
-
-
 @pytest.fixture
 def eaas(keypair, params) -> Iterator[Callable[..., EaaSServer]]:
     """Factory for in-process EaaS servers on free loopback ports; all shut down after."""
@@ -47,14 +39,17 @@ def eaas(keypair, params) -> Iterator[Callable[..., EaaSServer]]:
 
     servers: list[EaaSServer] = []
 
-    def start(encrypt=None, ssl_context=None, token: str = TOKEN) -> EaaSServer:
-        enc = UpdateEncryptor(keypair[0], params, workers=1)
+    def start(
+        encrypt=None, ssl_context=None, token: str = TOKEN, key=None, codec=None
+    ) -> EaaSServer:
+        public, codec = (key or keypair)[0], codec or params
+        enc = UpdateEncryptor(public, codec, workers=1)
         server = EaaSServer(
             ("127.0.0.1", 0),
             encrypt=encrypt or enc.encrypt,
             token=token,
-            fingerprint=fingerprint(keypair[0]),
-            key_bits=params.key_bits,
+            fingerprint=fingerprint(public),
+            key_bits=codec.key_bits,
             ssl_context=ssl_context,
         )
         server.serve_in_thread()
@@ -123,11 +118,23 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
-@pytest.fixture(scope="module")
-def device_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The federation's 2048-bit Paillier key pair, as copied to every device (key-dir)."""
+@pytest.fixture(scope="session")
+def device_keypair():
+    """A production-size (2048-bit) key pair: what configs and SecureChannel accept."""
+    return generate_keypair(2048)
+
+
+@pytest.fixture(scope="session")
+def device_params() -> CodecParams:
+    """The codec of the default ``conf/mode/paillier.yaml``."""
+    return CodecParams(key_bits=2048, value_bits=16, clip=4.0, weight_bits=7).validate()
+
+
+@pytest.fixture(scope="session")
+def device_keys(tmp_path_factory: pytest.TempPathFactory, device_keypair) -> Path:
+    """The federation's key pair as copied to every device (node-config ``key-dir``)."""
     directory = tmp_path_factory.mktemp("device-keys") / "keys"
-    save_keypair(directory, *generate_keypair(2048))
+    save_keypair(directory, *device_keypair)
     return directory
 
 

@@ -157,11 +157,13 @@ def test_tls_with_ca_file(eaas, tmp_path: Path) -> None:
         remote_encrypt(server.url.replace("https", "http"), TOKEN, _weights(), 5)
 
 
-def test_cli_service_end_to_end(spawn, key_dir: Path, tmp_path: Path, keypair, params) -> None:
+def test_cli_service_end_to_end(
+    spawn, device_keys: Path, tmp_path: Path, device_keypair, device_params
+) -> None:
     """`fedids eaas` as a process: public key only, token from file and never printed."""
     pub_dir = tmp_path / "pub"
     pub_dir.mkdir()
-    (pub_dir / "public.json").write_bytes((key_dir / "public.json").read_bytes())
+    (pub_dir / "public.json").write_bytes((device_keys / "public.json").read_bytes())
     token_file = tmp_path / "eaas.token"
     port = free_port()
     proc = spawn(
@@ -174,8 +176,6 @@ def test_cli_service_end_to_end(spawn, key_dir: Path, tmp_path: Path, keypair, p
             "--init-token",
             "--port",
             str(port),
-            "-o",
-            "mode.key_bits=512",
             "-o",
             "mode.workers=1",
         )
@@ -194,9 +194,8 @@ def test_cli_service_end_to_end(spawn, key_dir: Path, tmp_path: Path, keypair, p
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     token = token_file.read_text().strip()
     arrays = remote_encrypt(url, token, _weights(), 30)
-    assert _plaintexts(arrays, keypair[1]) == _plaintexts(
-        UpdateEncryptor(keypair[0], params, workers=1).encrypt(_weights()), keypair[1]
-    )
+    local = UpdateEncryptor(device_keypair[0], device_params, workers=1).encrypt(_weights())
+    assert _plaintexts(arrays, device_keypair[1]) == _plaintexts(local, device_keypair[1])
     with pytest.raises(EaaSError, match="refused"):
         remote_encrypt(url, token[::-1], _weights(), 30)
     proc.terminate()
@@ -225,7 +224,9 @@ def _mode(params, **extra) -> dict:
     }
 
 
-def test_strategy_aggregates_eaas_and_local_updates(eaas, key_dir, params, tmp_path) -> None:
+def test_strategy_aggregates_eaas_and_local_updates(
+    eaas, device_keys, device_keypair, device_params, tmp_path
+) -> None:
     """Device 0 encrypts through EaaS, device 1 locally; the strategy cannot tell them apart."""
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
@@ -234,7 +235,8 @@ def test_strategy_aggregates_eaas_and_local_updates(eaas, key_dir, params, tmp_p
     from fedids.secure_client import SecureChannel
     from strategies.paillier_fedavg import PaillierFedAvg
 
-    server = eaas()
+    params, key_dir = device_params, device_keys
+    server = eaas(key=device_keypair, codec=device_params)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     via_eaas = SecureChannel.open(

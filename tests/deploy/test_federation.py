@@ -51,6 +51,7 @@ def explain(result: RunResult, fed: Federation) -> str:
 def test_plain_deployment_with_tls_and_node_auth(deployment: Federation, tmp_path: Path) -> None:
     result = deployment.run(REPO, run_config(tmp_path, "plain"), timeout=240)
     assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
+    assert deployment.status(result)["status"] == "finished:completed"
     doc = metrics(tmp_path, "plain")
     assert doc["status"] == "completed" and doc["mode"] == "plain"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
@@ -66,6 +67,18 @@ def test_unregistered_supernode_is_refused(deployment: Federation) -> None:
     log = node.log()
     assert code is not None, f"unregistered node still running:\n{log}"
     assert code != 0 and f"Exit Code: {EXIT_NODE_REFUSED}" in log, log
+
+
+def test_too_few_devices_stops_instead_of_waiting(deployment: Federation, tmp_path: Path) -> None:
+    """Asking for 3 devices when 2 exist must end the run after about round_timeout, with a
+    message naming min_available_clients; Flower's stock client manager would wait a day."""
+    hydra = "federation.min_available_clients=3 federation.round_timeout=10"
+    result = deployment.run(REPO, run_config(tmp_path, "few", hydra=hydra), timeout=120)
+    assert not result.timed_out, explain(result, deployment)
+    status = deployment.status(result)
+    assert status["status"] == "finished:failed", status
+    assert "min_available_clients" in status["status-details"], status
+    assert metrics(tmp_path, "few")["status"] != "completed"
 
 
 def test_paillier_deployment_mixing_eaas_and_local(
@@ -155,7 +168,10 @@ def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
     fed.nodes[1].kill()
     result = finish_run(run, 150, started)
     assert not result.timed_out, explain(result, fed)
-    assert "min_fit_clients" in result.output, explain(result, fed)
+    # `flwr run --stream` exits 0 even then: the SuperLink's run record says what happened
+    status = fed.status(result)
+    assert status["status"] == "finished:failed", status
+    assert "min_fit_clients" in status["status-details"], status
     assert "[SUMMARY]" not in result.output
     doc = metrics(tmp_path, "drop2")
     assert doc["status"] != "completed"
