@@ -77,13 +77,15 @@ def flower_env(flwr_home: Path, extra: Mapping[str, str] | None = None) -> dict[
 
 
 def _proc_stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, start time) of ``pid`` from /proc, or None if it is gone."""
+    """(parent pid, start time) of ``pid`` from /proc, or None if it is gone or a zombie."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name may contain spaces and parentheses: split after the last ')'
     rest = raw[raw.rfind(")") + 2 :].split()
+    if rest[0] in ("Z", "X"):
+        return None
     return int(rest[1]), rest[19]
 
 
@@ -165,11 +167,14 @@ class Proc:
             return None
 
     def kill(self) -> None:
-        """SIGKILL the main process only (simulates a device dropping out)."""
+        """SIGKILL the process and its descendants at once: a device losing power."""
         self.remember_children()
         if self.alive():
             self.popen.kill()
-            self.popen.wait(10)
+        for pid, start in sorted(self.seen):
+            _signal_if_same(pid, start, signal.SIGKILL)
+        self.popen.wait(10)
+        _wait_gone(sorted(self.seen), timeout=2.0)
 
     def begin_stop(self) -> None:
         """SIGTERM the main process and every descendant seen (does not wait).
