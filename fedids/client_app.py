@@ -2,7 +2,9 @@
 
 Node-config (as in deployment; the simulation supplies the first two):
 ``partition-id``, ``num-partitions``, optional ``data-path`` (the device's own CSV, used
-whole), ``key-dir`` (its Paillier keys) and ``run-dir`` (where it writes its model).
+whole), ``key-dir`` (its Paillier keys), ``run-dir`` (where it writes its model) and
+``eaas-url`` / ``eaas-token-file`` / ``eaas-ca-file`` / ``eaas-fallback-local`` (use an
+Encryption-as-a-Service instead of encrypting on the device).
 In Paillier mode the device decrypts the global model it receives and encrypts the
 update it sends; the server only ever sees ciphertexts.
 """
@@ -208,6 +210,13 @@ def client_from_context(context: Context) -> FedIDSClient:
             f"node-config lacks {exc.args[0]!r}: start the supernode with "
             "--node-config 'partition-id=0 num-partitions=2'"
         ) from exc
+    # Encryption-as-a-Service is a per-site choice: node-config overrides the run's mode.eaas_*
+    for key in ("eaas-url", "eaas-token-file", "eaas-ca-file", "eaas-fallback-local"):
+        if node.get(key) not in (None, ""):
+            value = node[key]
+            if key == "eaas-fallback-local":
+                value = str(value).lower() in ("1", "true", "yes")
+            cfg["mode"][key.replace("-", "_")] = value
     return FedIDSClient(
         cfg,
         partition_id,

@@ -114,8 +114,9 @@ class SecureChannel:
             ca_file=self.mode.get("eaas_ca_file"),
             timeout=float(self.mode.get("eaas_timeout", 30)),
             fallback_encryptor=self.encryptor if self.mode.get("eaas_fallback_local") else None,
+            expected_fingerprint=extra["fingerprint"],  # an EaaS holding another key is caught
+            report=extra,  # records whether the service or the local fallback encrypted
         )
-        extra["encrypted_by"] = "eaas"
         return arrays, extra
 
     def decrypt(self, arrays: list[np.ndarray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from flwr.common import Context, EvaluateRes, FitRes, Scalar, parameters_to_ndarrays
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
 
@@ -80,6 +81,13 @@ class RecordingMixin:
         failures: list[Any],
     ):
         info = self._round.setdefault(server_round, {"start": time.perf_counter()})
+        min_fit = int(getattr(self, "min_fit_clients", 1))
+        if len(results) < min_fit:
+            self.recorder.flush(status="failed")
+            raise RuntimeError(
+                f"round {server_round}: {len(results)} updates arrived ({len(failures)} devices "
+                f"failed or timed out) but federation.min_fit_clients={min_fit}; stopping"
+            )
         t0 = time.perf_counter()
         parameters, metrics = super().aggregate_fit(server_round, results, failures)  # type: ignore[misc]
         info["aggregate_seconds"] = time.perf_counter() - t0
@@ -185,6 +193,26 @@ class RecordingMixin:
         return loss, metrics
 
 
+class BoundedClientManager(SimpleClientManager):
+    """Waits for devices at most ``timeout`` seconds (Flower's default waits a day).
+
+    A crashed device is dropped by the SuperLink after its heartbeat expires; without a
+    bound the next round would wait for ``min_available_clients`` forever.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = float(timeout)
+
+    def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
+        if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
+            raise RuntimeError(
+                f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
+                f"devices connected after {self.timeout:.0f} s; stopping"
+            )
+        return True
+
+
 class PlainRecordingFedAvg(RecordingMixin, FedAvg):
     """Plain FedAvg, recorded."""
 
@@ -250,7 +278,11 @@ def server_fn(context: Context) -> ServerAppComponents:
         num_rounds=int(cfg["num_server_rounds"]),
         round_timeout=float(cfg["federation"]["round_timeout"]),
     )
-    return ServerAppComponents(strategy=strategy, config=config)
+    return ServerAppComponents(
+        strategy=strategy,
+        config=config,
+        client_manager=BoundedClientManager(float(cfg["federation"]["round_timeout"])),
+    )
 
 
 app = ServerApp(server_fn=server_fn)

@@ -68,3 +68,21 @@ def test_client_reads_node_config():
 def test_missing_node_config_is_explained():
     with pytest.raises(ValueError, match="partition-id"):
         client_from_context(_context({}, {}))
+
+
+def test_node_config_selects_eaas_for_this_device():
+    client = client_from_context(
+        _context(
+            {
+                "partition-id": 0,
+                "num-partitions": 2,
+                "eaas-url": "https://eaas.site:8443",
+                "eaas-token-file": "/etc/fedids/token",
+                "eaas-fallback-local": "true",
+            },
+            {"mode": "paillier", "hydra-overrides": "dataset.rows=6000"},
+        )
+    )
+    assert client.cfg["mode"]["eaas_url"] == "https://eaas.site:8443"
+    assert client.cfg["mode"]["eaas_token_file"] == "/etc/fedids/token"
+    assert client.cfg["mode"]["eaas_fallback_local"] is True

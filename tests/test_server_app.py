@@ -90,3 +90,23 @@ def test_strategy_carries_federation_settings(mode, tmp_path):
     strategy = build_strategy(cfg, RunRecorder(tmp_path, cfg, {}))
     assert strategy.min_fit_clients == 3
     assert strategy.num_rounds == cfg["num_server_rounds"]
+
+
+def test_too_few_updates_stop_the_run_clearly(tmp_path):
+    from fedids.inprocess import LocalProxy, fit_res
+
+    cfg = small_cfg(mode="plain")
+    rec = RunRecorder(tmp_path, cfg, {})
+    strategy = build_strategy(cfg, rec)  # min_fit_clients = 2
+    client = FedIDSClient(cfg, 0, 2)
+    res = fit_res(client, client.get_parameters({}), {"server_round": 1})
+    with pytest.raises(RuntimeError, match="min_fit_clients=2"):
+        strategy.aggregate_fit(1, [(LocalProxy(cid="1"), res)], [RuntimeError("device lost")])
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_client_manager_wait_is_bounded():
+    from fedids.server_app import BoundedClientManager
+
+    with pytest.raises(RuntimeError, match="min_available_clients=3"):
+        BoundedClientManager(timeout=1).wait_for(3)

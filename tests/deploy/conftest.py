@@ -126,8 +126,11 @@ def device_keypair():
 
 @pytest.fixture(scope="session")
 def device_params() -> CodecParams:
-    """The codec of the default ``conf/mode/paillier.yaml``."""
-    return CodecParams(key_bits=2048, value_bits=16, clip=4.0, weight_bits=7).validate()
+    """The codec of the default ``conf/mode/paillier.yaml`` (what devices and EaaS use)."""
+    from fedids.config import compose_config, to_plain
+    from fedids.secure_client import codec_params
+
+    return codec_params(to_plain(compose_config({"mode": "paillier"}))["mode"])
 
 
 @pytest.fixture(scope="session")
