@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Flower's logger has its own handler; propagating too would print every line twice
+    logging.getLogger("flwr").propagate = False
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

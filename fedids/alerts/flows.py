@@ -114,6 +114,18 @@ def _as_float(df: pl.DataFrame, name: str) -> pl.Expr:
     )
 
 
+def _protocol_names_as_numbers(df: pl.DataFrame, feature_names: Sequence[str]) -> pl.DataFrame:
+    """A ``Proto`` feature written as names (tcp, udp) becomes IANA numbers, as in training."""
+    if "Proto" not in feature_names or df.schema["Proto"] != pl.String:
+        return df
+    from fedids.data.loaders import PROTOCOL_NUMBERS
+
+    mapping = {k: str(v) for k, v in PROTOCOL_NUMBERS.items()}
+    return df.with_columns(
+        pl.col("Proto").str.strip_chars().str.to_lowercase().replace(mapping).alias("Proto")
+    )
+
+
 def feature_matrix(df: pl.DataFrame, feature_names: Sequence[str], source: str) -> np.ndarray:
     """The model's features as float32 rows (columns in ``feature_names`` order).
 
@@ -128,6 +140,7 @@ def feature_matrix(df: pl.DataFrame, feature_names: Sequence[str], source: str) 
         )
     if df.height == 0:
         return np.empty((0, len(feature_names)), dtype=np.float32)
+    df = _protocol_names_as_numbers(df, feature_names)
     exprs = [_as_float(df, c).cast(pl.Float32).alias(c) for c in feature_names]
     feats = df.select(exprs)
     nulls = feats.null_count().row(0)

@@ -110,3 +110,13 @@ def test_detections_table_keeps_flagged_rows_only(model_path):
     assert table["attack_class"].to_list() == ["CommInj", "CommInj"]
     assert table["src"].to_list() == ["10.1.1.1", "10.1.1.1"]
     assert (table["prob"] > 0.9).all()
+
+
+def test_protocol_names_score_like_training_numbers():
+    import polars as pl
+
+    from fedids.alerts.flows import feature_matrix
+
+    df = pl.DataFrame({"Proto": ["tcp", "UDP", "17", "icmp"], "Dur": ["1", "2", "3", "4"]})
+    x = feature_matrix(df, ["Proto", "Dur"], "flows.csv")
+    assert x[:, 0].tolist() == [6.0, 17.0, 17.0, 1.0]
