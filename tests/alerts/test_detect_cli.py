@@ -147,8 +147,9 @@ def test_hex_ports_are_read(model_path):
 
 
 def test_text_in_a_numeric_feature_column_is_an_error(model_path):
-    # Proto is one of the model's features (IANA numbers in WUSTL); text there is refused
-    df = make_flows([FlowSpec(1, proto="tcp", n=2)])
+    # Proto is one of the model's features (IANA numbers in WUSTL). Protocol names are mapped
+    # to their numbers as in training (tests/alerts/test_flows.py); other text is refused.
+    df = make_flows([FlowSpec(1, proto="not-a-protocol", n=2)])
     with pytest.raises(AlertsInputError, match="Proto"):
         run_detect(model_path, df, device_name="d")
 
