@@ -20,6 +20,19 @@ def make_run_name(run_id: int | str | None = None) -> str:
     return f"{stamp}-{run_id}" if run_id not in (None, "") else stamp
 
 
+def run_header(cfg: dict[str, Any], run_name: str, **extra: Any) -> dict[str, Any]:
+    """The fields that open every ``metrics.json``: what ran, on what, evaluated where."""
+    return {
+        "run_name": run_name,
+        "mode": cfg["mode"]["name"],
+        "classification": cfg["classification"]["name"],
+        "dataset": cfg["dataset"]["name"],
+        "synthetic_data": cfg["dataset"]["name"] == "synthetic",
+        "evaluation_split": "union of the devices' validation splits (train.val_fraction)",
+        **extra,
+    }
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

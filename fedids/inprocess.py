@@ -23,7 +23,7 @@ from flwr.common import (
     parameters_to_ndarrays,
 )
 
-from fedids.artifacts import RunRecorder
+from fedids.artifacts import RunRecorder, run_header
 
 
 class LocalProxy(SimpleNamespace):
@@ -68,19 +68,8 @@ def run_experiment(cfg: dict[str, Any], run_path: str | Path) -> dict[str, Any]:
     from fedids.server_app import build_strategy
 
     run_path = Path(run_path)
-    recorder = RunRecorder(
-        run_path,
-        cfg,
-        header={
-            "run_name": run_path.name,
-            "mode": cfg["mode"]["name"],
-            "classification": cfg["classification"]["name"],
-            "dataset": cfg["dataset"]["name"],
-            "synthetic_data": cfg["dataset"]["name"] == "synthetic",
-            "evaluation_split": "union of the devices' validation splits (train.val_fraction)",
-            "runner": "in-process (fedids.inprocess)",
-        },
-    )
+    header = run_header(cfg, run_path.name, runner="in-process (fedids.inprocess)")
+    recorder = RunRecorder(run_path, cfg, header=header)
     strategy = build_strategy(cfg, recorder)
     n = int(cfg["federation"]["num_partitions"])
     clients = [FedIDSClient(cfg, i, n) for i in range(n)]

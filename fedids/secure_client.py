@@ -27,11 +27,6 @@ _DECRYPTED: OrderedDict[str, list[np.ndarray]] = OrderedDict()
 _DECRYPTED_MAX = 2
 
 
-def codec_params(mode: dict[str, Any]) -> CodecParams:
-    """The codec settings from the ``mode`` config group (validated: refuses overflow)."""
-    return CodecParams.from_config(mode)
-
-
 @dataclass
 class SecureChannel:
     """Encrypts this device's updates and decrypts the aggregates it receives."""
@@ -47,7 +42,7 @@ class SecureChannel:
     def open(
         cls, mode: dict[str, Any], *, key_dir: str | None, run_path: str, partition_id: int
     ) -> SecureChannel:
-        params = codec_params(mode)
+        params = CodecParams.from_config(mode)  # validated: refuses overflow
         directory = key_dir or mode.get("key_dir")
         if directory:
             directory = Path(directory)
@@ -63,11 +58,6 @@ class SecureChannel:
             ensure_keypair(directory, params.key_bits)  # simulation: shared by all devices
         public_key = load_public_key(directory)
         private_key = load_private_key(directory)
-        if public_key.n.bit_length() < params.key_bits - 1:
-            raise ValueError(
-                f"key in {directory} has {public_key.n.bit_length()} bits, "
-                f"config mode.key_bits={params.key_bits}"
-            )
         workers = int(mode.get("workers", 2))
         return cls(
             mode=mode,

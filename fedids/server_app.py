@@ -20,7 +20,7 @@ from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
 
-from fedids.artifacts import RunRecorder, make_run_name
+from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
 from fedids.metrics import from_confusion
 
@@ -240,14 +240,14 @@ def build_strategy(cfg: dict[str, Any], recorder: RunRecorder) -> Strategy:
     if cfg["mode"]["name"] == "plain":
         strategy: Any = PlainRecordingFedAvg(**common)
     else:
-        from fedids.secure_client import codec_params
+        from fedids.crypto.codec import CodecParams
         from strategies.paillier_fedavg import PaillierFedAvg
 
         class PaillierRecordingFedAvg(RecordingMixin, PaillierFedAvg):
             """Paillier FedAvg, recorded (no plaintext model exists on the server)."""
 
         strategy = PaillierRecordingFedAvg(
-            codec=codec_params(cfg["mode"]),
+            codec=CodecParams.from_config(cfg["mode"]),
             expected_fingerprint=cfg["mode"].get("expected_fingerprint"),
             **common,
         )
@@ -260,18 +260,7 @@ def server_fn(context: Context) -> ServerAppComponents:
     run_name = cfg["run_name"] or make_run_name(getattr(context, "run_id", None))
     cfg["run_name"] = run_name
     run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
-    recorder = RunRecorder(
-        run_path,
-        cfg,
-        header={
-            "run_name": run_name,
-            "mode": cfg["mode"]["name"],
-            "classification": cfg["classification"]["name"],
-            "dataset": cfg["dataset"]["name"],
-            "synthetic_data": cfg["dataset"]["name"] == "synthetic",
-            "evaluation_split": "union of the devices' validation splits (train.val_fraction)",
-        },
-    )
+    recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_name))
     log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
     strategy = build_strategy(cfg, recorder)
     config = ServerConfig(

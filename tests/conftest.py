@@ -1,15 +1,12 @@
-"""Shared test helpers: small configs and an in-process driver for Flower rounds.
+"""Shared test helpers: small configs.
 
-The driver calls NumPyClient.fit/evaluate and Strategy.aggregate_* directly with
-hand-made FitRes/EvaluateRes (0.3 s instead of a Ray simulation); a few e2e tests
-run the real `flwr run` path.
+Most tests drive clients and strategies in-process (``fedids.inprocess``: 0.3 s instead of
+a Ray simulation); a few e2e tests run the real ``flwr run`` path.
 """
 
 from __future__ import annotations
 
 import os
-
-import pytest
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -20,8 +17,3 @@ def small_cfg(**run_config):
     rc = {"hydra-overrides": "dataset.rows=6000"}
     rc.update(run_config)
     return to_plain(compose_config(rc))
-
-
-@pytest.fixture
-def cfg_factory():
-    return small_cfg

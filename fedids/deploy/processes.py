@@ -65,9 +65,13 @@ def flower_env(flwr_home: Path, extra: Mapping[str, str] | None = None) -> dict[
             "FLWR_HOME": str(flwr_home),
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # the SuperLink starts flwr-serverapp etc. by name: find this interpreter's, even when
+    # the venv is not activated (e.g. `.venv/bin/fedids demo`)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     if extra:
         env.update(extra)
     return env
@@ -252,8 +256,12 @@ def start_superlink(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = 30.0,
+    simulation: bool = False,
 ) -> tuple[Proc, str]:
     """Start ``flower-superlink`` (TLS unless ``tls`` is None) and wait until it listens.
+
+    ``simulation=True`` runs the federation's devices inside the SuperLink (Ray), as
+    ``flwr run`` with a local connection does.
 
     Returns the process and its ``host:port`` address (Fleet, Control and runtime share it).
     """
@@ -273,6 +281,8 @@ def start_superlink(
         ]
     if node_auth:
         cmd.append("--enable-supernode-auth")
+    if simulation:
+        cmd.append("--simulation")
     proc = _spawn("superlink", cmd, workdir / "superlink.log", env, workdir)
     try:
         _wait_port(proc, host, port, timeout)

@@ -252,9 +252,9 @@ def build_server(
     ``mode`` is the composed ``cfg.mode`` group (``conf/mode/paillier.yaml``): the service must
     use the same codec parameters as the federation, or the aggregate cannot be decoded.
     """
+    from fedids.crypto.codec import CodecParams
     from fedids.crypto.keys import fingerprint, load_public_key
     from fedids.crypto.update import UpdateEncryptor
-    from fedids.secure_client import codec_params
 
     key_dir = Path(key_dir)
     if (key_dir / "private.json").exists():
@@ -264,7 +264,7 @@ def build_server(
             key_dir,
         )
     public_key = load_public_key(key_dir)
-    params = codec_params(mode)
+    params = CodecParams.from_config(mode)
     workers = int(mode.get("workers", 1))
     encryptor = UpdateEncryptor(public_key, params, workers=workers)
     precompute = bool(mode.get("precompute", True)) and workers > 1

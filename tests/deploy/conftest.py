@@ -128,9 +128,8 @@ def device_keypair():
 def device_params() -> CodecParams:
     """The codec of the default ``conf/mode/paillier.yaml`` (what devices and EaaS use)."""
     from fedids.config import compose_config, to_plain
-    from fedids.secure_client import codec_params
 
-    return codec_params(to_plain(compose_config({"mode": "paillier"}))["mode"])
+    return CodecParams.from_config(to_plain(compose_config({"mode": "paillier"}))["mode"])
 
 
 @pytest.fixture(scope="session")
