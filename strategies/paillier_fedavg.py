@@ -1,31 +1,33 @@
 """FedAvg over packed Paillier ciphertexts: the server sums what it cannot read.
 
-Each client sends ``[int64 header, uint8 ciphertexts]`` (see ``fedids.crypto.wire``) and,
-in its FitRes metrics, ``pubkey_n`` (hex) and ``fingerprint`` (SHA-256 hex of n). The
-strategy
+Why it looks like this
+----------------------
+Devices pre-weight their full model by their share ``n_k/N`` of the federation's records
+(``N`` comes from the statistics phase, itself summed under encryption) and encrypt it, so
+the server only has to *add*: FedAvg's weights are exact and no device's record count
+travels in the clear. Statistics summaries and evaluation count vectors are added the
+same way. The server holds the public key only; it never decrypts and imports no torch.
 
-1. validates every update (one update per client per round; metrics naming a key whose
-   fingerprint is right and whose size is ``codec.key_bits``; header matching the codec;
-   ciphertext array of the right dtype/shape; every ciphertext in Z*_{n^2});
-2. picks the round's key: ``expected_fingerprint`` if configured, else the key pinned in an
-   earlier round of this run (trust on first use: the key cannot silently change
-   mid-run), else the key most updates use (ties: the earliest update), and rejects
-   updates under any other key; likewise the model size (pinned, else the most common);
-3. turns ``num_examples`` into integer weights (``fedids.crypto.codec.integer_weights``),
-   raises each ciphertext to its client's weight and multiplies them (mod n^2);
-4. returns the aggregate with ``weight_sum`` and ``n_contributors`` in its header.
+What it checks, for every payload (a failed check rejects that payload, with one line
+naming the device and the reason, and the round goes on if enough valid ones remain):
 
-Rejected updates are logged at WARNING with the client's cid and partition_id; the round
-completes with the rest if at least ``min_fit_clients`` remain, else
-:class:`InsufficientValidUpdatesError` says how many were rejected and why.
-It never decrypts and never loads a private key; it imports no torch.
+* the metrics name a key of ``codec.key_bits`` bits whose fingerprint is right, and it is
+  THE run's key: ``expected_fingerprint`` (required in a deployment), or in a simulation
+  the key of the run's first valid payload (all simulated devices share one key made in
+  the run directory);
+* the wire payload is structurally sound for the codec (``strategies.homomorphic``:
+  header, shapes, every ciphertext in Z*_{n^2});
+* its binding is this run, this round and the expected kind (a payload of another run or
+  round, or a statistics vector sent as a model, is refused) and its ciphertext digest was
+  never seen before in the run (a replayed update under another device id is refused);
+* one payload per device per round, at most ``max_clients`` of them summed (the codec's
+  headroom), all of the same length.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
-from logging import INFO, WARNING
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from flwr.common import (
@@ -37,263 +39,190 @@ from flwr.common import (
 )
 from flwr.common.logger import log
 from flwr.server.client_proxy import ClientProxy
-from flwr.server.strategy import FedAvg
 
-from fedids.crypto.codec import CodecParams, integer_weights
-from fedids.crypto.keys import fingerprint_of_n, key_id
-from fedids.crypto.wire import Header, WireFormatError, is_encrypted_payload, pack_payload
-from fedids.crypto.wire import unpack_payload as _unpack
-from strategies.homomorphic import ciphertext_problem, weighted_sum
+from fedids import protocol
+from fedids.crypto.codec import Binding, CodecParams
+from fedids.crypto.keys import fingerprint_of_n
+from strategies.fedids_base import AggregationError, Contribution, FedIDSStrategyBase
+from strategies.homomorphic import RejectedUpdate, parse_update, sum_updates
 
 
-class PaillierAggregationError(RuntimeError):
+class PaillierAggregationError(AggregationError):
     """The encrypted round cannot be aggregated safely."""
 
 
-class InsufficientValidUpdatesError(PaillierAggregationError):
-    """Too few valid updates remain after rejecting the bad ones."""
-
-
-@dataclass(frozen=True)
-class Rejection:
-    cid: str
-    partition_id: str
-    reason: str
-
-
-@dataclass
-class _Update:
-    cid: str
-    partition_id: str
-    num_examples: int
-    fingerprint: str
-    n: int
-    header: Header
-    ciphertexts: list[int]
-    metrics: dict[str, Scalar]
-
-
-class _Reject(Exception):
-    pass
-
-
-def _partition_id(res: FitRes) -> str:
-    value = (res.metrics or {}).get("partition_id")
-    return "?" if value is None else str(value)
-
-
-class PaillierFedAvg(FedAvg):
-    """Sample-weighted FedAvg computed homomorphically on packed Paillier ciphertexts."""
+class PaillierFedAvg(FedIDSStrategyBase):
+    """Share-weighted FedAvg computed homomorphically on packed Paillier ciphertexts."""
 
     def __init__(
         self,
         *,
         codec: CodecParams,
+        run_id: int,
         expected_fingerprint: str | None = None,
-        **fedavg_kwargs: object,
+        **fedavg_kwargs: Any,
     ) -> None:
         if fedavg_kwargs.get("evaluate_fn") is not None:
             raise ValueError(
                 "PaillierFedAvg cannot evaluate centrally: the server never sees the model"
             )
-        super().__init__(**fedavg_kwargs)  # type: ignore[arg-type]
         self.codec = codec.validate()
+        super().__init__(run_id=run_id, max_clients=self.codec.max_clients, **fedavg_kwargs)
         self.expected_fingerprint = (
             expected_fingerprint.strip().lower() if expected_fingerprint else None
         )
-        self.pinned_fingerprint: str | None = None
+        self.run_fingerprint: str | None = self.expected_fingerprint
+        self.run_n: int | None = None
         self.pinned_n_values: int | None = None
-        #: rejections of the last aggregate_fit call (for records and tests)
-        self.last_rejections: list[Rejection] = []
+        self._seen_digests: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"PaillierFedAvg(accept_failures={self.accept_failures}, codec={self.codec})"
+        return f"PaillierFedAvg(run_id={self.run_id}, codec={self.codec})"
 
-    # -- validation ------------------------------------------------------------------------
-    def _parse(self, proxy: ClientProxy, res: FitRes) -> _Update:
-        metrics = dict(res.metrics or {})
-        num_examples = res.num_examples
-        if not isinstance(num_examples, int | np.integer) or num_examples < 1:
-            raise _Reject(f"num_examples={num_examples!r} must be a positive integer")
+    # -- the run's key ------------------------------------------------------------------------
+    def _key_of(self, metrics: dict[str, Scalar]) -> tuple[int, str]:
         n_hex, fp = metrics.get("pubkey_n"), metrics.get("fingerprint")
         if not isinstance(n_hex, str) or not isinstance(fp, str):
-            raise _Reject("metrics lack 'pubkey_n'/'fingerprint' (not a Paillier-mode client?)")
+            raise RejectedUpdate("metrics lack 'pubkey_n'/'fingerprint' (not a Paillier device?)")
         try:
             n = int(n_hex, 16)
         except ValueError:
-            raise _Reject("metric 'pubkey_n' is not a hex integer") from None
+            raise RejectedUpdate("metric 'pubkey_n' is not a hex integer") from None
         if n.bit_length() != self.codec.key_bits or n % 2 == 0:
-            raise _Reject(
-                f"public key has {n.bit_length()} bits (expected an odd "
-                f"{self.codec.key_bits}-bit modulus)"
+            raise RejectedUpdate(
+                f"public key has {n.bit_length()} bits (an odd {self.codec.key_bits}-bit "
+                "modulus expected)"
             )
         if fp.lower() != fingerprint_of_n(n):
-            raise _Reject("metric 'fingerprint' does not match 'pubkey_n'")
-        try:
-            arrays = parameters_to_ndarrays(res.parameters)
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's fault
-            name = exc.__class__.__name__
-            raise _Reject(f"parameters do not decode as numpy arrays ({name})") from None
-        if not is_encrypted_payload(arrays):
-            raise _Reject("parameters are not a fedids Paillier payload (plaintext update?)")
-        try:
-            header, ciphertexts = _unpack(arrays)
-            header.check_against(self.codec)
-        except WireFormatError as exc:
-            raise _Reject(str(exc)) from None
-        if header.is_aggregate:
-            raise _Reject("payload is an aggregate, not a client update")
-        if header.key_id != key_id(fingerprint_of_n(n)):
-            raise _Reject("header key_id does not match the announced public key")
-        problem = ciphertext_problem(ciphertexts, n)
-        if problem:
-            raise _Reject(problem)
-        return _Update(
-            cid=str(proxy.cid),
-            partition_id=_partition_id(res),
-            num_examples=int(num_examples),
-            fingerprint=fp.lower(),
-            n=n,
-            header=header,
-            ciphertexts=ciphertexts,
-            metrics=metrics,
-        )
+            raise RejectedUpdate("metric 'fingerprint' does not match 'pubkey_n'")
+        fp = fp.lower()
+        if self.run_fingerprint is None:
+            self.run_fingerprint, self.run_n = fp, n  # simulation: the run's first key
+        if fp != self.run_fingerprint:
+            why = "expected_fingerprint" if self.expected_fingerprint else "the run's key"
+            raise RejectedUpdate(
+                f"encrypted under another public key (fingerprint {fp[:16]}..., "
+                f"{why} {self.run_fingerprint[:16]}...)"
+            )
+        self.run_n = n
+        return n, fp
 
-    def _choose(self, values: list, pinned: object) -> tuple[object, str]:
-        """The pinned value if any, else the most common (ties: the earliest)."""
-        if pinned is not None:
-            return pinned, "pinned"
-        counts = Counter(values)
-        best = max(counts.values())
-        return next(v for v in values if counts[v] == best), "most common this round"
+    def _parse(
+        self, cid: str, arrays: list[np.ndarray], metrics: dict[str, Scalar], expect: Binding
+    ) -> Any:
+        n, _ = self._key_of(metrics)
+        update = parse_update(arrays, params=self.codec, n=n)
+        b = update.binding
+        if (b.run_id, b.kind, b.tag) != (expect.run_id, expect.kind, expect.tag) or (
+            b.round != expect.round or b.base_version != expect.base_version
+        ):
+            raise RejectedUpdate(
+                f"payload is bound to run {b.run_id} round {b.round} kind {b.kind}/{b.tag} "
+                f"(base {b.base_version}), this is run {expect.run_id} round {expect.round} "
+                f"kind {expect.kind}/{expect.tag} (base {expect.base_version})"
+            )
+        if update.digest in self._seen_digests:
+            raise RejectedUpdate("replay: these exact ciphertexts were already received")
+        return update
 
-    # -- aggregation -------------------------------------------------------------------------
+    def _sum(
+        self,
+        items: Sequence[tuple[str, list[np.ndarray], dict[str, Scalar]]],
+        expect: Binding,
+        what: str,
+        server_round: int,
+    ) -> tuple[list[np.ndarray], int]:
+        updates = []
+        seen: set[str] = set()
+        for cid, arrays, metrics in items:
+            if cid in seen:
+                self._reject(what, server_round, cid, "second payload from the same device")
+                continue
+            try:
+                update = self._parse(cid, arrays, metrics, expect)
+            except (RejectedUpdate, ValueError) as exc:
+                self._reject(what, server_round, cid, str(exc))
+                continue
+            seen.add(cid)
+            updates.append(update)
+        if updates:
+            size = (
+                updates[0].n_values
+                if expect.kind != protocol.KIND_MODEL or (self.pinned_n_values is None)
+                else self.pinned_n_values
+            )
+            kept = []
+            for u in updates:
+                if u.n_values != size:
+                    self._reject(what, server_round, "?", f"{u.n_values} values, expected {size}")
+                else:
+                    kept.append(u)
+            updates = kept[: self.max_clients]
+        if not updates:
+            return [], 0
+        payload = sum_updates(updates, [1] * len(updates), binding=expect)
+        for u in updates:
+            self._seen_digests.add(u.digest)
+        if expect.kind == protocol.KIND_MODEL:
+            self.pinned_n_values = updates[0].n_values
+        return payload, len(updates)
+
+    # -- model rounds ----------------------------------------------------------------------------
     def aggregate_fit(
         self,
         server_round: int,
         results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+        failures: list[Any],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         self.last_rejections = []
-        if not results:
-            return None, {}
-        if not self.accept_failures and failures:
-            return None, {}
-
-        rejections: list[Rejection] = []
-
-        def reject(cid: str, pid: str, reason: str) -> None:
-            rejections.append(Rejection(cid, pid, reason))
-            log(
-                WARNING,
-                "round %d: rejected update from client cid=%s partition_id=%s: %s",
-                server_round,
-                cid,
-                pid,
-                reason,
-            )
-
-        updates: list[_Update] = []
-        seen: set[str] = set()
+        items = []
         for proxy, res in results:
-            cid, pid = str(proxy.cid), _partition_id(res)
-            if cid in seen:
-                reject(cid, pid, "second update from the same client in this round")
-                continue
-            seen.add(cid)
             try:
-                updates.append(self._parse(proxy, res))
-            except _Reject as exc:
-                reject(cid, pid, str(exc))
-
-        if updates:
-            if self.expected_fingerprint:
-                key, why = self.expected_fingerprint, "expected_fingerprint"
-            else:
-                key, why = self._choose([u.fingerprint for u in updates], self.pinned_fingerprint)
-                why = "pinned in an earlier round" if why == "pinned" else why
-            for u in [u for u in updates if u.fingerprint != key]:
-                reject(
-                    u.cid,
-                    u.partition_id,
-                    f"encrypted under another public key (fingerprint {u.fingerprint[:16]}..., "
-                    f"round key {str(key)[:16]}... {why})",
-                )
-            updates = [u for u in updates if u.fingerprint == key]
-        if updates:
-            size, why = self._choose([u.header.n_values for u in updates], self.pinned_n_values)
-            for u in [u for u in updates if u.header.n_values != size]:
-                reject(
-                    u.cid,
-                    u.partition_id,
-                    f"update holds {u.header.n_values} values, the model has {size} ({why})",
-                )
-            updates = [u for u in updates if u.header.n_values == size]
-
-        self.last_rejections = rejections
-        if len(updates) < max(1, self.min_fit_clients):
-            reasons = "; ".join(
-                f"cid={r.cid} (partition {r.partition_id}): {r.reason}" for r in rejections
-            )
-            raise InsufficientValidUpdatesError(
-                f"round {server_round}: {len(rejections)} of {len(results)} updates rejected, "
-                f"{len(updates)} valid remain but min_fit_clients={self.min_fit_clients}"
-                + (f"; {len(failures)} clients failed" if failures else "")
-                + (f". Rejected: {reasons}" if reasons else "")
-            )
-        if len(updates) > self.codec.max_clients:
-            raise PaillierAggregationError(
-                f"round {server_round}: {len(updates)} valid updates exceed "
-                f"max_clients={self.codec.max_clients}; summing them could overflow a slot "
-                "(raise weight_bits and max_clients together)"
-            )
-
-        weights = integer_weights([u.num_examples for u in updates], self.codec)
-        n = updates[0].n
-        summed = weighted_sum([u.ciphertexts for u in updates], weights, n)
-        first = updates[0].header
-        header = Header(
-            version=first.version,
-            key_bits=first.key_bits,
-            n_values=first.n_values,
-            value_bits=first.value_bits,
-            weight_bits=first.weight_bits,
-            clip=first.clip,
-            slots_per_ciphertext=first.slots_per_ciphertext,
-            n_ciphertexts=first.n_ciphertexts,
-            weight_sum=sum(weights),
-            n_contributors=len(updates),
-            key_id=first.key_id,
+                arrays = parameters_to_ndarrays(res.parameters)
+            except Exception:  # noqa: BLE001 - the device's fault
+                self._reject("update", server_round, str(proxy.cid), "parameters do not decode")
+                continue
+            items.append((str(proxy.cid), arrays, dict(res.metrics or {})))
+        expect = Binding(
+            run_id=self.run_id,
+            round=server_round,
+            base_version=server_round - 1,
+            kind=protocol.KIND_MODEL,
+            tag=0,
         )
-        parameters = ndarrays_to_parameters(pack_payload(header, summed))
-        self.pinned_fingerprint = updates[0].fingerprint
-        self.pinned_n_values = first.n_values
-
-        metrics: dict[str, Scalar] = {}
-        if self.fit_metrics_aggregation_fn:
-            accepted = [(u.num_examples, u.metrics) for u in updates]
-            metrics = dict(self.fit_metrics_aggregation_fn(accepted))
-        metrics.update(
-            {
-                "paillier_accepted": len(updates),
-                "paillier_rejected": len(rejections),
-                "paillier_failures": len(failures),
-                "paillier_weight_sum": sum(weights),
-                "paillier_key_fingerprint": updates[0].fingerprint,
-            }
+        payload, accepted = self._sum(items, expect, "update", server_round)
+        self._require(
+            accepted,
+            len(results),
+            int(self.min_fit_clients),
+            "encrypted updates",
+            server_round,
+            len(failures),
         )
         log(
-            INFO,
-            "round %d: summed %d encrypted updates (%d rejected), weights %s",
+            20,
+            "round %d: summed %d encrypted updates (%d rejected)",
             server_round,
-            len(updates),
-            len(rejections),
-            weights,
+            accepted,
+            len(self.last_rejections),
         )
-        return parameters, metrics
+        return ndarrays_to_parameters(payload), {
+            "fit_clients": accepted,
+            "rejected": len(self.last_rejections),
+            "paillier_key_fingerprint": self.run_fingerprint or "",
+        }
+
+    def sum_counts(
+        self, contributions: Sequence[Contribution], *, kind: int, tag: int, server_round: int
+    ) -> tuple[list[np.ndarray], int]:
+        round_ = 0 if kind == protocol.KIND_STATS else tag
+        expect = Binding(run_id=self.run_id, round=round_, base_version=0, kind=kind, tag=tag)
+        what = "statistics" if kind == protocol.KIND_STATS else "evaluation"
+        items = [(c.cid, c.arrays, c.metrics) for c in contributions]
+        return self._sum(items, expect, what, server_round)
 
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
-        """No central evaluation: the server holds only ciphertexts (or the public init)."""
+        """No central evaluation: the server holds only ciphertexts."""
         return None
