@@ -59,9 +59,16 @@ class RunRecorder:
         self.rounds = [r for r in self.rounds if r["round"] != record["round"]] + [record]
         self.flush()
 
-    def flush(self, status: str = "running") -> None:
-        doc = {**self.header, "status": status, "rounds": self.rounds}
+    def flush(self, status: str = "running", error: str | None = None) -> None:
+        doc: dict[str, Any] = {**self.header, "status": status}
+        if error is not None:
+            doc["error"] = error
+        doc["rounds"] = self.rounds
         atomic_write_text(self.run_path / "metrics.json", json.dumps(doc, indent=2))
+
+    def fail(self, line: str) -> None:
+        """The run stopped: keep the completed rounds, say why in one line."""
+        self.flush(status="failed", error=line)
 
     def summary_table(self) -> str:
         """A readable per-round table: the figures that matter for IDS."""

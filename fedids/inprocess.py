@@ -5,7 +5,8 @@ For notebooks, benchmarks and fast tests. :func:`run_experiment` runs the very
 call the device code directly: a device is rebuilt from its ``Context`` for every message
 (as Flower does), its ``context.state`` persists between messages (as Flower keeps it),
 and parameters travel as serialized Flower ``Parameters``, so ``upload_bytes_per_client``
-means the same thing. Devices run concurrently in threads, like devices would.
+means the same thing. Devices run one after the other (torch's global random state is
+shared by threads, and a run must be reproducible from its seed).
 """
 
 from __future__ import annotations
@@ -135,5 +136,8 @@ def run_experiment(
         client_manager=manager,
         header_extra={"runner": "in-process (fedids.inprocess)"},
     )
+    # one device at a time: torch's global RNG (model init, dropout) is shared by threads,
+    # and a run must be reproducible from its seed
+    server.set_max_workers(1)
     server.fit(int(cfg["num_server_rounds"]), timeout=None)
     return json.loads((run_path / "metrics.json").read_text())

@@ -78,17 +78,17 @@ def describe_failure(failure: Any) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The sentence that says what went wrong (Flower wraps a device's exception text in
+    "Message contains an Error (reason: ...). It originated during client-side ...")."""
     text = str(exc).strip() or exc.__class__.__name__
-    # Flower wraps a ClientApp's exception: keep the device's own sentence
-    marker = "reason: "
-    if marker in text:
-        text = text.split(marker, 1)[1]
+    if "(reason: " in text:
+        text = text.split("(reason: ", 1)[1]
+        text = text.split("). It originated during", 1)[0]
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # a traceback's last line is the exception itself
-    for ln in reversed(lines):
+    for ln in reversed(lines):  # a traceback ends with the exception's own line
         if not ln.startswith(("File ", "Traceback", "^", "~")):
-            return ln.rstrip(").")[:500] if ln.endswith("originated during") else ln[:500]
-    return lines[-1][:500] if lines else exc.__class__.__name__
+            return ln[:500]
+    return exc.__class__.__name__
 
 
 def call_clients(
@@ -190,7 +190,9 @@ class FedIDSServer(Server):
             for _, ins in instructions:
                 ins.config = self._config(protocol.PHASE_STATS, 0, stats_pass=p)
             log.info("statistics pass %d: asking %d device(s)", p + 1, len(instructions))
-            results, failures = call_clients(instructions, "fit", timeout, group_id=0)
+            results, failures = call_clients(
+                instructions, "fit", timeout, group_id=0, max_workers=self.max_workers
+            )
             self._log_failures(f"statistics pass {p + 1}", 0, failures)
             self._check_spec(results)
             contributions = [
@@ -243,7 +245,9 @@ class FedIDSServer(Server):
                 **report,
             )
         t0 = time.perf_counter()
-        results, failures = call_clients(instructions, "fit", timeout, group_id=server_round)
+        results, failures = call_clients(
+            instructions, "fit", timeout, group_id=server_round, max_workers=self.max_workers
+        )
         costs.fit_seconds = time.perf_counter() - t0
         self._log_failures("training", server_round, failures, costs)
         if report:
@@ -280,7 +284,9 @@ class FedIDSServer(Server):
         for _, ins in instructions:
             ins.config = self._config(protocol.PHASE_EVALUATE, server_round, final=final)
         t0 = time.perf_counter()
-        results, failures = call_clients(instructions, "evaluate", timeout, group_id=server_round)
+        results, failures = call_clients(
+            instructions, "evaluate", timeout, group_id=server_round, max_workers=self.max_workers
+        )
         costs.evaluate_seconds = time.perf_counter() - t0
         self._log_failures("evaluation", server_round, failures, costs)
         costs.evaluate_clients = len(results)
@@ -355,7 +361,11 @@ class FedIDSServer(Server):
                 protocol.PHASE_REPORT, self._pending_report, **self._report_request()
             )
         results, failures = call_clients(
-            instructions, "evaluate", timeout, group_id=self._pending_report
+            instructions,
+            "evaluate",
+            timeout,
+            group_id=self._pending_report,
+            max_workers=self.max_workers,
         )
         self._log_failures("report", self._pending_report, failures)
         self._take_reports(self._pending_report, [(p, r.metrics) for p, r in results])
@@ -379,10 +389,18 @@ class FedIDSServer(Server):
 
     # -- the run -----------------------------------------------------------------------------------
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
+        try:
+            return self._run(num_rounds, timeout)
+        except BaseException as exc:
+            self.recorder.fail(_first_line(exc) if str(exc) else exc.__class__.__name__)
+            raise
+
+    def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         history = History()
         start = time.perf_counter()
         log.info("statistics phase (%d pass(es)) before round 1", self.plan.stats_passes)
         totals = self._statistics(timeout)
+        self.recorder.header["setup_seconds"] = time.perf_counter() - start
         self.parameters = ndarrays_to_parameters(totals)
         for server_round in range(1, num_rounds + 1):
             log.info("[ROUND %d]", server_round)
