@@ -56,6 +56,13 @@ LOSS_CAP = 100.0
 LOSS_SCALE = 16
 
 
+def wire_run_id(run_id: int) -> int:
+    """Flower's run ids are unsigned 64-bit; payload headers are int64: reinterpret the bits
+    (the same on the server and on every device, so bindings compare equal)."""
+    value = int(run_id) % (1 << 64)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
 class ProtocolError(ValueError):
     """A message that an honest peer would not send (one line saying what is wrong)."""
 

@@ -29,6 +29,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
 from fedids import protocol
+from fedids.server.device_errors import describe_failure
 
 
 class AggregationError(RuntimeError):
@@ -55,7 +56,7 @@ class FedIDSStrategyBase(FedAvg):
 
     def __init__(self, *, run_id: int, max_clients: int, **fedavg_kwargs: Any) -> None:
         super().__init__(**fedavg_kwargs)
-        self.run_id = int(run_id)
+        self.run_id = protocol.wire_run_id(run_id)
         self.max_clients = int(max_clients)
         self.last_rejections: list[Rejection] = []
         #: plaintext evaluation totals (plain mode) or encrypted sums (Paillier) per round
@@ -96,15 +97,22 @@ class FedIDSStrategyBase(FedAvg):
         )
 
     def _require(
-        self, accepted: int, total: int, needed: int, what: str, server_round: int, failures: int
+        self,
+        accepted: int,
+        total: int,
+        needed: int,
+        what: str,
+        server_round: int,
+        failures: Sequence[Any] = (),
     ) -> None:
         if accepted >= max(1, needed):
             return
         reasons = "; ".join(f"device {r.cid}: {r.reason}" for r in self.last_rejections)
+        failed = "; ".join(f if isinstance(f, str) else describe_failure(f) for f in failures)
         raise AggregationError(
-            f"round {server_round}: {accepted} valid {what} of {total} received"
-            + (f" ({failures} device(s) failed)" if failures else "")
-            + f", at least {needed} needed"
+            f"round {server_round}: {accepted} valid {what} of {total} received, at least "
+            f"{needed} needed"
+            + (f". Failed: {failed}" if failed else "")
             + (f". Rejected: {reasons}" if reasons else "")
         )
 
@@ -117,7 +125,7 @@ class FedIDSStrategyBase(FedAvg):
         tag: int,
         server_round: int,
         min_needed: int,
-        failures: int = 0,
+        failures: Sequence[Any] = (),
     ) -> list[np.ndarray]:
         """The sum of one kind of count vector (statistics pass ``tag``, evaluation of round
         ``tag``) as a payload for the devices. Callers reset ``last_rejections``."""
@@ -165,6 +173,6 @@ class FedIDSStrategyBase(FedAvg):
             tag=server_round,
             server_round=server_round,
             min_needed=int(self.min_evaluate_clients),
-            failures=len(failures),
+            failures=failures,
         )
         return None, {"evaluate_clients": len(contributions)}

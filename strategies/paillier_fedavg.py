@@ -197,7 +197,7 @@ class PaillierFedAvg(FedIDSStrategyBase):
             int(self.min_fit_clients),
             "encrypted updates",
             server_round,
-            len(failures),
+            failures,
         )
         log(
             20,

@@ -68,7 +68,7 @@ class PlainFedAvg(FedIDSStrategyBase):
             int(self.min_fit_clients),
             "updates",
             server_round,
-            len(failures),
+            failures,
         )
         total = sum(n for _, n in accepted)
         avg = [

@@ -71,3 +71,13 @@ def test_eval_vector_round_trip_and_checks():
         protocol.read_eval_vector(bad, 2)
     with pytest.raises(ProtocolError):
         protocol.read_eval_vector(vec, 3)
+
+
+def test_flower_run_ids_fit_the_int64_header():
+    big = 2**64 - 5
+    assert protocol.wire_run_id(big) == -5
+    assert protocol.wire_run_id(12) == 12
+    payload = protocol.plain_counts_payload(
+        np.array([1]), kind=2, tag=0, run_id=protocol.wire_run_id(big), round=0
+    )
+    assert int(payload[0][3]) == -5

@@ -42,7 +42,7 @@ class PlainChannel:
     mode = "plain"
 
     def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
+        self.run_id = protocol.wire_run_id(run_id)
 
     def metrics(self) -> dict[str, Any]:
         return {}
@@ -103,7 +103,7 @@ class PaillierChannel:
         from fedids.crypto.update import AggregateDecryptor, UpdateEncryptor
 
         self.policy = policy
-        self.run_id = run_id
+        self.run_id = protocol.wire_run_id(run_id)
         self.params = CodecParams.from_config(mode_cfg)
         directory, may_create = policy.key_directory(run_path)
         if may_create:

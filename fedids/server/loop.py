@@ -34,6 +34,7 @@ from flwr.server.history import History
 
 from fedids import protocol
 from fedids.artifacts import RunRecorder
+from fedids.server.device_errors import describe_failure, first_line
 from fedids.server.records import RoundCosts, quality_warning, round_record
 from strategies.fedids_base import Contribution, FedIDSStrategyBase
 
@@ -61,34 +62,6 @@ def payload_bytes(parameters: Parameters, metrics: dict[str, Any] | None) -> int
     for k, v in (metrics or {}).items():
         meta += len(str(k)) + (len(v) if isinstance(v, bytes) else len(str(v)))
     return tensors + meta
-
-
-def describe_failure(failure: Any) -> str:
-    """One line naming the device and what went wrong."""
-    if isinstance(failure, tuple) and len(failure) == 2:
-        proxy, res = failure
-        cid = getattr(proxy, "cid", "?")
-        if isinstance(res, BaseException):
-            return f"device {cid}: {_first_line(res)}"
-        status = getattr(res, "status", None)
-        return f"device {cid}: {getattr(status, 'message', 'returned an error status')}"
-    if isinstance(failure, BaseException):
-        return f"a device: {_first_line(failure)}"
-    return f"a device: {failure!r}"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The sentence that says what went wrong (Flower wraps a device's exception text in
-    "Message contains an Error (reason: ...). It originated during client-side ...")."""
-    text = str(exc).strip() or exc.__class__.__name__
-    if "(reason: " in text:
-        text = text.split("(reason: ", 1)[1]
-        text = text.split("). It originated during", 1)[0]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):  # a traceback ends with the exception's own line
-        if not ln.startswith(("File ", "Traceback", "^", "~")):
-            return ln[:500]
-    return exc.__class__.__name__
 
 
 def call_clients(
@@ -208,7 +181,7 @@ class FedIDSServer(Server):
                 tag=p,
                 server_round=0,
                 min_needed=int(self.strategy.min_fit_clients),
-                failures=len(failures),
+                failures=[describe_failure(f) for f in failures],
             )
         return totals
 
@@ -301,7 +274,7 @@ class FedIDSServer(Server):
                 self.strategy.eval_sums[server_round],
                 kind=protocol.KIND_EVAL,
                 tag=server_round,
-                run_id=self.plan.run_id,
+                run_id=protocol.wire_run_id(self.plan.run_id),
                 round=server_round,
             )
             self._record(server_round, protocol.read_eval_vector(vec, len(self._classes())))
@@ -392,7 +365,7 @@ class FedIDSServer(Server):
         try:
             return self._run(num_rounds, timeout)
         except BaseException as exc:
-            self.recorder.fail(_first_line(exc) if str(exc) else exc.__class__.__name__)
+            self.recorder.fail(first_line(exc) if str(exc) else exc.__class__.__name__)
             raise
 
     def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:

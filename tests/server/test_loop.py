@@ -55,6 +55,7 @@ def test_too_few_updates_fail_the_run_with_one_line(tmp_path):
         run_experiment(cfg, tmp_path / "run", wrap=_failing("1001", "fit", 2))
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert doc["status"] == "failed" and "at least 2 needed" in doc["error"]
+    assert "device 1001: disk full on the gateway" in doc["error"]
     assert [r["round"] for r in doc["rounds"]] == [1]  # the completed round is kept
 
 
