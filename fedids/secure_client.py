@@ -71,7 +71,7 @@ class SecureChannel:
 
     def start_precompute(self, n_values: int) -> None:
         if self.mode.get("precompute", True) and not self.mode.get("eaas_url"):
-            self.encryptor.start_precompute(n_values)
+            self.encryptor.start_precompute(self.params.n_ciphertexts(n_values))
 
     def encrypt(self, weights: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Wire arrays for the server, plus the metrics that name the key used."""
