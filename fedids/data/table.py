@@ -69,6 +69,10 @@ class Split:
             self._parsed[key] = spec.parse(self.frame, source=source)
         return self._parsed[key]
 
+    def arrays(self, encoder: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` for training/evaluation: float32 model inputs and int64 labels."""
+        return encoder.encode(self.parsed(encoder.spec)), self.labels.astype(np.int64)
+
 
 @dataclass
 class DeviceTable:
