@@ -90,9 +90,9 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
 
 
 def stats_passes(cfg: dict[str, Any]) -> int:
-    from fedids.device.data import stats_passes as passes
+    from fedids.data.stats import stats_passes as passes
 
-    return int(passes(cfg))
+    return int(passes(cfg.get("encoding")))
 
 
 def make_server(

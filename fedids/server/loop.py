@@ -380,7 +380,9 @@ class FedIDSServer(Server):
             self._train(server_round, timeout)
             self._evaluate(server_round, timeout)
         self._final_report(timeout)
-        warning = quality_warning(self.recorder.rounds)
+        warning = quality_warning(
+            self.recorder.rounds, synthetic=bool(self.recorder.header.get("synthetic_data"))
+        )
         self.recorder.header["quality_warning"] = warning
         self.recorder.flush(status="completed")
         print(
