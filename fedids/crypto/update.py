@@ -82,11 +82,14 @@ class UpdateEncryptor:
         *,
         pool: vector.WorkerPool | None = None,
         private_key: PrivateKey | None = None,
+        obfuscators: str = "fixed-base",
     ) -> None:
         """``private_key`` is optional: a device holds it anyway (it decrypts the aggregate);
         with it the obfuscators are cheaper and the encryptor computes the binding tags
         itself. Without it (an encryption service) every call must be given the ``tag``
-        the device computed (:meth:`AggregateDecryptor.binding_tag`)."""
+        the device computed (:meth:`AggregateDecryptor.binding_tag`). ``obfuscators``:
+        ``"fixed-base"`` (``h_s^a``, short ``a``; docs/paillier.md "Obfuscators") or
+        ``"classic"`` (``r^n``)."""
         params.validate()
         _check_key_size(public_key.n, params)
         factors = None
@@ -101,7 +104,7 @@ class UpdateEncryptor:
         self.key_id = key_id(fingerprint(public_key))
         if pool is None:  # even one worker computes in the background while the device trains
             pool = vector.shared_pool(max(1, workers))
-        self._store = vector.ObfuscatorStore(public_key.n, pool, factors)
+        self._store = vector.ObfuscatorStore(public_key.n, pool, factors, obfuscators)
         self.last_stats = EncryptStats()
 
     def __repr__(self) -> str:  # never show key material
