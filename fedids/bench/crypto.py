@@ -42,7 +42,7 @@ def time_packed(
     num_examples: Sequence[int],
     workers: int,
     crt: bool = True,
-    method: str = "fixed-base",
+    method: str = "auto",
     pool: vector.WorkerPool | None = None,
 ) -> dict[str, Any]:
     """Every device encrypts (share n_k/N), the server parses and sums, one device decrypts.
@@ -54,6 +54,10 @@ def time_packed(
     pool = started_pool(workers) if own_pool else pool
     try:
         factors = (int(priv.p), int(priv.q)) if crt else None
+        probe = UpdateEncryptor(
+            pub, params, 1, pool=pool, private_key=priv if crt else None, obfuscators=method
+        )
+        method = probe.obfuscators
         if method == "fixed-base":
             obfuscators.short_exponent_base(pub.n, factors)  # one-time, per process
         n_values = sum(int(np.size(a)) for a in updates[0])

@@ -73,3 +73,23 @@ def test_store_methods(keys512, monkeypatch):
     assert len(classic.take(2)[0]) == 2
     with pytest.raises(ValueError, match="obfuscator method"):
         vector.ObfuscatorStore(pub.n, None, None, "quantum")
+
+
+def test_keys_are_admissible_and_auto_falls_back_for_older_keys(keys1024):
+    from phe import paillier
+
+    from fedids.crypto.codec import CodecParams
+    from fedids.crypto.keys import is_admissible
+    from fedids.crypto.update import UpdateEncryptor
+
+    pub, priv = keys1024
+    assert is_admissible(priv.p, priv.q) and priv.p % 4 == 3 and priv.q % 4 == 3
+    params = CodecParams(key_bits=1024).validate()
+    assert UpdateEncryptor(pub, params, 1, private_key=priv).obfuscators == "fixed-base"
+    assert UpdateEncryptor(pub, params, 1).obfuscators == "fixed-base"  # no factors to check
+    while True:  # a phe key (random primes) that is not admissible
+        old_pub, old_priv = paillier.generate_paillier_keypair(n_length=1024)
+        if not is_admissible(old_priv.p, old_priv.q):
+            break
+    enc = UpdateEncryptor(old_pub, params, 1, private_key=old_priv)
+    assert enc.obfuscators == "classic"
