@@ -25,6 +25,7 @@ TARGETS = {
     "packed_client_over_ckks": ("<=", 20.0),
     "packed_upload_over_ckks": ("<=", 0.1),
     "fedavg_error_over_step_k10": ("<=", 2.0),
+    "fedavg_relative_error_k100": ("<=", 0.01),
 }
 
 
@@ -44,6 +45,7 @@ class BenchSettings:
     peer_params: tuple[int, ...] = (5125,)
     peer_repeats: int = 5
     skip_rounds: bool = False  # crypto-only (no training): for quick runs and tests
+    k100_values: int = 5125  # model size of the 100-device FedAvg error figure
 
 
 def _met(value: float | None, op: str, limit: float) -> bool | None:
@@ -143,7 +145,8 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
         say("obfuscators, decryption floor, FedAvg error of 10 unequal devices ...")
         obf = crypto.obfuscator_costs(pub, priv)
         floor = crypto.decrypt_floor(pub, priv)
-        k10 = crypto.fedavg_error_k10(pub, priv, params)
+        k10 = crypto.fedavg_error(pub, priv, params, devices=10)
+        k100 = crypto.fedavg_error(pub, priv, params, devices=100, n_values=settings.k100_values)
         out["crypto"] = {
             "packed_1_worker": packed1,
             "packed": packedw,
@@ -151,6 +154,7 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
             "obfuscators": obf,
             "decryption": floor,
             "fedavg_k10": k10,
+            "fedavg_k100": k100,
         }
         out["peers"] = {}
         if want_peers:
@@ -200,6 +204,7 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
         out["packed_client_over_ckks"] = first["packed_client_over_ckks"] if first else None
         out["packed_upload_over_ckks"] = first["packed_upload_over_ckks"] if first else None
         out["fedavg_error_over_step_k10"] = k10["error_over_default_step"]
+        out["fedavg_relative_error_k100"] = k100["error_over_max_abs_exact"]
         out["targets"] = {
             name: {
                 "target": f"{op} {limit}",

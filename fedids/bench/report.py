@@ -57,7 +57,9 @@ def _crypto(result: dict[str, Any]) -> list[str]:
         f"floor {d['powmod_floor_ms_per_ciphertext']:.3f} ({d['decrypt_over_floor']:.2f}x)",
         f"accuracy: max |packed - exact FedAvg| = {p['max_abs_error']:.2e} "
         f"(bound {p['error_bound']:.2e}); 10 unequal devices: "
-        f"{c['fedavg_k10']['error_over_default_step']:.3f} steps",
+        f"{c['fedavg_k10']['error_over_default_step']:.3f} steps; 100 unequal devices: "
+        f"{c['fedavg_k100']['error_over_default_step']:.3f} steps, "
+        f"{100 * c['fedavg_k100']['error_over_max_abs_exact']:.4f} % of max |exact|",
     ]
     return lines
 

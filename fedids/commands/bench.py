@@ -74,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-rounds", action="store_true", help="crypto figures only (no training rounds)"
     )
+    p.add_argument(
+        "--k100-values",
+        type=int,
+        default=5125,
+        help="model size of the 100-device FedAvg error figure (default 5125)",
+    )
     p.set_defaults(func=run)
 
 
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if min(counts) < 1:
         print(
             "fedids bench: --clients, --naive-sample, --rounds, --workers, --peer-clients, "
-            "--peer-repeats must be >= 1",
+            "--peer-repeats, --k100-values must be >= 1",
             file=sys.stderr,
         )
         return 2
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         peer_params=args.peer_params,
         peer_repeats=args.peer_repeats,
         skip_rounds=args.skip_rounds,
+        k100_values=args.k100_values,
     )
     # per-round INFO lines of the strategy would drown the table; warnings still show
     logging.getLogger("flwr").setLevel(logging.WARNING)

@@ -108,7 +108,9 @@ def test_bench_command_end_to_end_small(tmp_path, capsys):
         "packed_client_over_ckks",
         "packed_upload_over_ckks",
         "fedavg_error_over_step_k10",
+        "fedavg_relative_error_k100",
     }
+    assert result["fedavg_relative_error_k100"] <= 0.01
     assert result["fedavg_error_over_step_k10"] <= 2
     packed = result["crypto"]["packed"]
     assert packed["max_abs_error"] <= packed["error_bound"]
