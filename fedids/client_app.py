@@ -25,6 +25,7 @@ from flwr.common import Context
 
 from fedids.config import compose_config, to_plain
 from fedids.data import DeviceData, load_device_data
+from fedids.failures import device_guard
 from fedids.model import Detector, build_model, get_weights, set_weights
 from fedids.task import confusion, loss_of, train
 
@@ -231,4 +232,5 @@ def client_fn(context: Context):
     return client_from_context(context).to_client()
 
 
-app = ClientApp(client_fn=client_fn)
+# device_guard: a known error (bad file, config...) becomes one line naming this device
+app = ClientApp(client_fn=client_fn, mods=[device_guard])

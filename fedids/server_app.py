@@ -22,7 +22,9 @@ from flwr.server.strategy import FedAvg, Strategy
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
+from fedids.failures import FedidsError, report_device_failures, server_guard
 from fedids.metrics import from_confusion
+from fedids.preflight import preflight
 
 log = logging.getLogger("fedids.server")
 
@@ -82,11 +84,13 @@ class RecordingMixin:
     ):
         info = self._round.setdefault(server_round, {"start": time.perf_counter()})
         min_fit = int(getattr(self, "min_fit_clients", 1))
+        why = report_device_failures(server_round, "fit", failures)
         if len(results) < min_fit:
             self.recorder.flush(status="failed")
-            raise RuntimeError(
+            raise FedidsError(
                 f"round {server_round}: {len(results)} updates arrived ({len(failures)} devices "
-                f"failed or timed out) but federation.min_fit_clients={min_fit}; stopping"
+                f"failed or timed out) but federation.min_fit_clients={min_fit}; stopping: "
+                + "; ".join(why)
             )
         t0 = time.perf_counter()
         parameters, metrics = super().aggregate_fit(server_round, results, failures)  # type: ignore[misc]
@@ -114,6 +118,7 @@ class RecordingMixin:
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: list[Any],
     ):
+        report_device_failures(server_round, "evaluate", failures)
         loss, metrics = super().aggregate_evaluate(server_round, results, failures)  # type: ignore[misc]
         info = self._round.get(server_round, {"start": time.perf_counter()})
         if not results:
@@ -256,13 +261,17 @@ def build_strategy(cfg: dict[str, Any], recorder: RunRecorder) -> Strategy:
 
 
 def server_fn(context: Context) -> ServerAppComponents:
-    cfg = to_plain(compose_config(context.run_config))
-    run_name = cfg["run_name"] or make_run_name(getattr(context, "run_id", None))
-    cfg["run_name"] = run_name
-    run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
-    recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_name))
+    guard = server_guard(context.run_config, getattr(context, "run_id", None))
+    with guard:  # failures: one line on the console, error.log, metrics.json "failed"
+        cfg = to_plain(compose_config(context.run_config))
+        run_name = cfg["run_name"] or make_run_name(getattr(context, "run_id", None))
+        cfg["run_name"] = run_name
+        run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
+        guard.set_run_path(run_path)
+        recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_name))
+        preflight(cfg)
+        strategy = build_strategy(cfg, recorder)
     log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
-    strategy = build_strategy(cfg, recorder)
     config = ServerConfig(
         num_rounds=int(cfg["num_server_rounds"]),
         round_timeout=float(cfg["federation"]["round_timeout"]),

@@ -61,7 +61,7 @@ def test_missing_required_value_is_named():
         ({"classification": "ternary"}, "classification"),
         ({"mode": "ckks"}, "mode"),
         ({"num-server-rounds": 0}, "num-server-rounds"),
-        ({"hydra-overrides": "dataset=nosuch"}, "dataset=nosuch"),
+        ({"hydra-overrides": "dataset=nosuch"}, "dataset must be one of .*nosuch"),
         ({"hydra-overrides": "dataset.path='unclosed"}, "hydra-overrides"),
     ],
 )
