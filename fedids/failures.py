@@ -60,6 +60,8 @@ KNOWN_ERRORS: set[str] = {
 
 #: Attribute set on an exception once it has been recorded (value: the console line).
 _RECORDED = "_fedids_console_line"
+#: Attribute set once its line has been shown on the console (Flower's record is dropped).
+_SHOWN = "_fedids_shown"
 
 log = logging.getLogger("fedids.failures")
 
@@ -228,8 +230,19 @@ class FailureGuard:
         path, fresh = self.run_path, False
         if path is None and self.fallback is not None:
             path, fresh = self.fallback(), True
-        record_failure(path, exc, fresh=fresh)
+        shown = record_failure(path, exc, fresh=fresh)
+        if explain(exc)[1]:
+            # say it now: in simulation Flower logs the exception only once Ray has started
+            logging.getLogger("flwr").error(shown)
+            _mark_shown(exc)
         return False
+
+
+def _mark_shown(exc: BaseException) -> None:
+    try:
+        setattr(exc, _SHOWN, True)
+    except AttributeError:  # pragma: no cover - exceptions with __slots__
+        pass
 
 
 def server_guard(run_config: Mapping[str, Any], run_id: Any = None) -> ServerGuard:
@@ -290,10 +303,14 @@ class ConsoleFilter(logging.Filter):
         if path is None and self.fallback is not None:
             path, fresh = self.fallback(), True
         shown = record_failure(path, exc, fresh=fresh)
-        if explain(exc)[1]:
-            record.msg, record.args = shown, ()
-            record.exc_info, record.exc_text = None, None
-            self.shown_known = True
+        if not explain(exc)[1]:
+            return True
+        self.shown_known = True
+        if getattr(exc, _SHOWN, False):
+            return False  # the guard already showed the line
+        record.msg, record.args = shown, ()
+        record.exc_info, record.exc_text = None, None
+        _mark_shown(exc)
         return True
 
 
@@ -385,7 +402,8 @@ def describe_failure(failure: Any) -> str:
         reason = m.group("reason").strip()
         ray = _RAY_MESSAGE.search(reason)
         if ray is not None:
-            return collapse(f"a device (id unknown) raised: {ray.group('msg').rstrip(chr(39))}")
+            msg = ray.group("msg").strip().removesuffix("'>")
+            return collapse(f"a device (id unknown) raised: {msg}")
         dep = _DEPLOY_REASON.match(reason)
         if dep is not None:
             cls = dep.group("cls").rsplit(".", 1)[-1]
