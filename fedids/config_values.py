@@ -191,8 +191,7 @@ def check_value(name: str, value: Any, default: Any, rule: Rule | None) -> Any:
         item_default = default[0] if isinstance(default, list) and default else None
         if item_rule is not None or item_default is not None:
             value = [
-                check_value(f"{name}[{i}]", v, item_default, item_rule)
-                for i, v in enumerate(value)
+                check_value(f"{name}[{i}]", v, item_default, item_rule) for i, v in enumerate(value)
             ]
     problem = _range_problem(value, rule)
     if problem:

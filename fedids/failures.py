@@ -364,8 +364,9 @@ def device_guard(message: Any, context: Any, call_next: Callable[[Any, Any], Any
 
         line = device_line(context.node_id, context.node_config, exc)
         log.debug("device failure: %s", line, exc_info=exc)
-        return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=line),
-                       reply_to=message)
+        return Message(
+            Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=line), reply_to=message
+        )
 
 
 def device_failure_line(exc: BaseException) -> str | None:

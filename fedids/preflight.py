@@ -196,6 +196,4 @@ def preflight(
     simulation = in_simulation() if simulation is None else simulation
     check_mode(cfg)
     check_federation(cfg, num_devices)
-    check_dataset(
-        cfg, simulation=simulation, num_partitions=partitions_to_check(cfg, num_devices)
-    )
+    check_dataset(cfg, simulation=simulation, num_partitions=partitions_to_check(cfg, num_devices))

@@ -150,6 +150,10 @@ def flwr_console():
         flwr.removeFilter(f)
 
 
+def _server_context(run_config: dict) -> Context:
+    return Context(run_id=5, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+
+
 def test_server_fn_refuses_before_round_1_and_records(tmp_path, flwr_console):
     """The ServerApp's server_fn: preflight runs, the run dir says failed, one line shown."""
     from fedids.server_app import server_fn
@@ -162,9 +166,8 @@ def test_server_fn_refuses_before_round_1_and_records(tmp_path, flwr_console):
         "run-name": "bad-data",
         "hydra-overrides": f"dataset=csv dataset.path={f} dataset.label_column=label {CLASSES}",
     }
-    context = Context(run_id=5, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     with pytest.raises(PreflightError):
-        server_fn(context)
+        server_fn(_server_context(run_config))
     run = tmp_path / "runs" / "bad-data"
     doc = json.loads((run / "metrics.json").read_text())
     assert doc["status"] == "failed" and doc["error"].startswith(f"{f}: column 'b'")
@@ -179,11 +182,11 @@ def test_server_fn_config_error_is_recorded_where_run_config_points(tmp_path, fl
     from fedids.server_app import server_fn
 
     run_config = {"run-dir": str(tmp_path), "run-name": "r", "hydra-overrides": "train.lr=abc"}
-    context = Context(run_id=5, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     with pytest.raises(ConfigError):
-        server_fn(context)
+        server_fn(_server_context(run_config))
     doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert doc["status"] == "failed" and doc["error"] == "train.lr must be a number, got 'abc'"
+    log = tmp_path / "r" / "error.log"
     assert flwr_console == [
-        f"fedids run failed: train.lr must be a number, got 'abc' (traceback: {tmp_path}/r/error.log)"
+        f"fedids run failed: train.lr must be a number, got 'abc' (traceback: {log})"
     ]
