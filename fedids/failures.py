@@ -77,8 +77,8 @@ class FedidsError(Exception):
         return str(self)
 
 
-class DeviceFailure(FedidsError):
-    """A device (ClientApp) failed; the line starts with ``device <node id>``."""
+class RunStopped(FedidsError, RuntimeError):
+    """The run cannot go on (too few devices answered or connected); the line says why."""
 
 
 def collapse(text: str) -> str:
@@ -416,9 +416,12 @@ def describe_failure(failure: Any) -> str:
 
 
 def report_device_failures(server_round: int, phase: str, failures: list[Any]) -> list[str]:
-    """Log one line per failed device (on the ``flwr`` logger, so the console shows it)."""
-    lines = [f"round {server_round} {phase}: {describe_failure(f)}" for f in failures]
+    """Log one line per failed device (on the ``flwr`` logger, so the console shows it).
+
+    Returns the lines without the round prefix, for the run's own error line.
+    """
+    lines = [describe_failure(f) for f in failures]
     flwr_logger = logging.getLogger("flwr")
     for line in lines:
-        flwr_logger.error(line)
+        flwr_logger.error("round %d %s: %s", server_round, phase, line)
     return lines

@@ -22,7 +22,7 @@ from flwr.server.strategy import FedAvg, Strategy
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
-from fedids.failures import FedidsError, report_device_failures, server_guard
+from fedids.failures import RunStopped, report_device_failures, server_guard
 from fedids.metrics import from_confusion
 from fedids.preflight import preflight
 
@@ -87,7 +87,7 @@ class RecordingMixin:
         why = report_device_failures(server_round, "fit", failures)
         if len(results) < min_fit:
             self.recorder.flush(status="failed")
-            raise FedidsError(
+            raise RunStopped(
                 f"round {server_round}: {len(results)} updates arrived ({len(failures)} devices "
                 f"failed or timed out) but federation.min_fit_clients={min_fit}; stopping: "
                 + "; ".join(why)
@@ -211,7 +211,7 @@ class BoundedClientManager(SimpleClientManager):
 
     def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
         if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
-            raise RuntimeError(
+            raise RunStopped(
                 f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
                 f"devices connected after {self.timeout:.0f} s; stopping"
             )

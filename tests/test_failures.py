@@ -256,5 +256,5 @@ def test_device_failures_are_reported_one_line_each(console):
     lines = report_device_failures(
         3, "fit", [_flower_error("device 7: a"), _flower_error("device 9 (partition-id 1): b")]
     )
-    assert lines == ["round 3 fit: device 7: a", "round 3 fit: device 9 (partition-id 1): b"]
-    assert console.getvalue().splitlines() == [f"ERROR: {line}" for line in lines]
+    assert lines == ["device 7: a", "device 9 (partition-id 1): b"]
+    assert console.getvalue().splitlines() == [f"ERROR: round 3 fit: {line}" for line in lines]
