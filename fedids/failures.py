@@ -384,9 +384,16 @@ def describe_failure(failure: Any) -> str:
     """One line for an entry of Flower's ``failures`` list (aggregate_fit/evaluate).
 
     Entries are either ``(ClientProxy, FitRes|EvaluateRes)`` with a non-OK status or an
-    exception. Devices running :func:`device_guard` name themselves; for other errors the
-    device is not known to the server and the line says so.
+    exception (Flower 1.42's legacy API gives the exception only, not the device). Devices
+    running :func:`device_guard` name themselves; for other errors the device is not known
+    to the server and the line says so. A Message API error reply (``grid.send_and_receive``)
+    is accepted too: its ``src_node_id`` names the device.
     """
+    if hasattr(failure, "has_error") and failure.has_error():  # a Message API reply
+        reason = collapse(failure.error.reason)
+        if _DEVICE.match(reason):
+            return reason
+        return f"device {failure.metadata.src_node_id}: {reason}"
     if isinstance(failure, tuple) and len(failure) == 2:
         proxy, res = failure
         status = getattr(res, "status", None)

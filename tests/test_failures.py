@@ -252,6 +252,18 @@ def test_describe_failure_names_the_device():
     assert describe_failure((Proxy(), res)) == "device 42: status FIT_NOT_IMPLEMENTED: no fit"
 
 
+def test_describe_failure_of_a_message_api_reply(task_identity):
+    from flwr.app import Error
+
+    request = Message(RecordDict(), dst_node_id=7, message_type="train")
+    reply = Message(Error(code=2, reason="<class 'KeyError'>:<'x'>"), reply_to=request)
+    assert (
+        describe_failure(reply) == f"device {reply.metadata.src_node_id}: <class 'KeyError'>:<'x'>"
+    )
+    named = Message(Error(code=2, reason="device 7 (partition-id 0): bad"), reply_to=request)
+    assert describe_failure(named) == "device 7 (partition-id 0): bad"
+
+
 def test_device_failures_are_reported_one_line_each(console):
     lines = report_device_failures(
         3, "fit", [_flower_error("device 7: a"), _flower_error("device 9 (partition-id 1): b")]
