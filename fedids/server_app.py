@@ -8,7 +8,6 @@ no torch. The loop itself is :class:`fedids.server.loop.FedIDSServer`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from flwr.server.client_manager import SimpleClientManager
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
+from fedids.failures import FedidsError, RunStopped, server_guard
 from fedids.logs import route_to_flower
+from fedids.preflight import in_simulation, preflight
 from fedids.server.loop import FedIDSServer, RunPlan
 from strategies.fedids_base import FedIDSStrategyBase
 
@@ -34,7 +35,7 @@ class BoundedClientManager(SimpleClientManager):
 
     def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
         if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
-            raise RuntimeError(
+            raise RunStopped(
                 f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
                 f"devices connected after {self.timeout:.0f} s; stopping"
             )
@@ -44,11 +45,6 @@ class BoundedClientManager(SimpleClientManager):
 def _evaluate_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """Flower wants an aggregation fn; the real aggregation is the count-vector sum."""
     return {"evaluate_clients": len(results)}
-
-
-def server_in_simulation() -> bool:
-    """The ServerApp runs inside ``flwr-simulation`` in a simulation (argv is the process')."""
-    return Path(sys.argv[0]).name == "flwr-simulation"
 
 
 def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> FedIDSStrategyBase:
@@ -78,7 +74,7 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
 
     fingerprint = cfg["mode"].get("expected_fingerprint")
     if not fingerprint and not simulation:
-        raise RuntimeError(
+        raise FedidsError(
             "mode.expected_fingerprint is required in a deployment: set it to the fingerprint "
             "`fedids keygen` printed, so the server sums only updates under the federation's key"
         )
@@ -127,20 +123,24 @@ def make_server(
 
 def server_fn(context: Context) -> ServerAppComponents:
     route_to_flower()
-    cfg = to_plain(compose_config(context.run_config))
     run_id = int(getattr(context, "run_id", 0) or 0)
-    run_name = cfg["run_name"] or make_run_name(run_id or None)
-    cfg["run_name"] = run_name
-    run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
-    log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
-    timeout = float(cfg["federation"]["round_timeout"])
-    server = make_server(
-        cfg,
-        run_id,
-        run_path,
-        simulation=server_in_simulation(),
-        client_manager=BoundedClientManager(timeout),
-    )
+    guard = server_guard(context.run_config, run_id or None)
+    with guard:  # failures: one line on the console, error.log, metrics.json "failed"
+        cfg = to_plain(compose_config(context.run_config))
+        run_name = cfg["run_name"] or make_run_name(run_id or None)
+        cfg["run_name"] = run_name
+        run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
+        guard.set_run_path(run_path)
+        log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
+        preflight(cfg)
+        timeout = float(cfg["federation"]["round_timeout"])
+        server = make_server(
+            cfg,
+            run_id,
+            run_path,
+            simulation=in_simulation(),
+            client_manager=BoundedClientManager(timeout),
+        )
     return ServerAppComponents(
         server=server,
         config=ServerConfig(num_rounds=int(cfg["num_server_rounds"]), round_timeout=timeout),

@@ -34,7 +34,7 @@ from flwr.server.history import History
 
 from fedids import protocol
 from fedids.artifacts import RunRecorder
-from fedids.server.device_errors import describe_failure, first_line
+from fedids.failures import describe_failure, explain
 from fedids.server.records import RoundCosts, quality_warning, round_record
 from strategies.fedids_base import Contribution, FedIDSStrategyBase
 
@@ -365,7 +365,7 @@ class FedIDSServer(Server):
         try:
             return self._run(num_rounds, timeout)
         except BaseException as exc:
-            self.recorder.fail(first_line(exc) if str(exc) else exc.__class__.__name__)
+            self.recorder.fail(explain(exc)[0])
             raise
 
     def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
