@@ -76,12 +76,9 @@ RULES: dict[str, Rule] = {
     "dataset.classes": Rule("list", item=Rule("str"), nullable=True, nonempty=True),
     "mode.workers": INT_POS,
     "mode.max_clients": INT_POS,
-    "mode.eaas_timeout": Rule("number", gt=0),
-    "mode.key_dir": Rule("str", nullable=True),
+    "mode.max_multiplier": INT_POS,
+    "mode.count_bits": INT_POS,
     "mode.expected_fingerprint": Rule("str", nullable=True),
-    "mode.eaas_url": Rule("str", nullable=True),
-    "mode.eaas_token_file": Rule("str", nullable=True),
-    "mode.eaas_ca_file": Rule("str", nullable=True),
 }
 
 

@@ -70,12 +70,14 @@ def check_federation(cfg: Mapping[str, Any], num_devices: int | None) -> None:
                 f"device(s): lower federation.{key} or run more devices (num-supernodes)"
             )
     mode = cfg["mode"]
-    if mode.get("name") == "paillier" and "max_clients" in mode:
-        if num_devices > int(mode["max_clients"]):
-            raise PreflightError(
-                f"mode.max_clients={mode['max_clients']} but the federation has {num_devices} "
-                "devices: their encrypted sum could overflow; raise mode.max_clients"
-            )
+    if mode.get("name") == "paillier" and num_devices > int(mode.get("max_clients", num_devices)):
+        log.warning(
+            "the federation has %d devices but mode.max_clients=%s: each round samples at most "
+            "%s of them (raise mode.max_clients to use all)",
+            num_devices,
+            mode["max_clients"],
+            mode["max_clients"],
+        )
 
 
 def partitions_to_check(cfg: Mapping[str, Any], num_devices: int | None) -> int:

@@ -19,7 +19,7 @@ from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
 from fedids.failures import FedidsError, RunStopped, server_guard
 from fedids.logs import route_to_flower
-from fedids.preflight import in_simulation, preflight
+from fedids.preflight import check_federation, in_simulation, preflight
 from fedids.server.loop import FedIDSServer, RunPlan
 from strategies.fedids_base import FedIDSStrategyBase
 
@@ -100,11 +100,13 @@ def make_server(
     simulation: bool,
     client_manager: Any,
     header_extra: dict[str, Any] | None = None,
+    recorder: RunRecorder | None = None,
 ) -> FedIDSServer:
     """Everything a run needs on the server side, from a composed (plain) config."""
-    recorder = RunRecorder(
-        run_path, cfg, header=run_header(cfg, run_path.name, **(header_extra or {}))
-    )
+    if recorder is None:
+        recorder = RunRecorder(
+            run_path, cfg, header=run_header(cfg, run_path.name, **(header_extra or {}))
+        )
     strategy = build_strategy(cfg, run_id, simulation=simulation)
     plan = RunPlan(
         run_id=run_id,
@@ -116,8 +118,16 @@ def make_server(
         simulation=simulation,
         save_plain_parameters=cfg["mode"]["name"] == "plain",
     )
+
+    def check_devices(n: int) -> None:
+        check_federation(cfg, n)
+
     return FedIDSServer(
-        client_manager=client_manager, strategy=strategy, plan=plan, recorder=recorder
+        client_manager=client_manager,
+        strategy=strategy,
+        plan=plan,
+        recorder=recorder,
+        check_devices=check_devices if simulation else None,
     )
 
 
@@ -132,6 +142,7 @@ def server_fn(context: Context) -> ServerAppComponents:
         run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
         guard.set_run_path(run_path)
         log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
+        recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_name))
         preflight(cfg)
         timeout = float(cfg["federation"]["round_timeout"])
         server = make_server(
@@ -140,6 +151,7 @@ def server_fn(context: Context) -> ServerAppComponents:
             run_path,
             simulation=in_simulation(),
             client_manager=BoundedClientManager(timeout),
+            recorder=recorder,
         )
     return ServerAppComponents(
         server=server,

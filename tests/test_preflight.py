@@ -121,9 +121,13 @@ def test_synthetic_rows_against_devices():
 
 
 def test_paillier_codec_that_could_overflow():
-    cfg = to_plain(compose_config({"mode": "paillier", "hydra-overrides": "mode.max_clients=500"}))
+    cfg = to_plain(
+        compose_config(
+            {"mode": "paillier", "hydra-overrides": "mode.count_bits=52 mode.max_clients=1048576"}
+        )
+    )
     line = _refused(cfg)
-    assert line.startswith("mode=paillier settings: Paillier codec could overflow: max_clients=500")
+    assert line.startswith("mode=paillier settings: Paillier codec could overflow: count slots")
     cfg = to_plain(compose_config({"mode": "paillier", "hydra-overrides": "mode.key_bits=1024"}))
     assert "mode.key_bits=1024" in _refused(cfg)
 
@@ -173,6 +177,7 @@ def test_server_fn_refuses_before_round_1_and_records(tmp_path, flwr_console):
     assert doc["status"] == "failed" and doc["error"].startswith(f"{f}: column 'b'")
     assert doc["dataset"] == "csv"  # the run's header is kept
     assert (run / "config.yaml").is_file() and "Traceback" in (run / "error.log").read_text()
+    flwr_console[:] = [ln for ln in flwr_console if not ln.startswith("fedids run bad-data")]
     assert len(flwr_console) == 1 and flwr_console[0].startswith("fedids run failed: ")
     assert doc["error"] in flwr_console[0] and str(run / "error.log") in flwr_console[0]
 

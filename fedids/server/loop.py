@@ -113,11 +113,13 @@ class FedIDSServer(Server):
         plan: RunPlan,
         recorder: RunRecorder,
         on_finish: Callable[[RunRecorder], None] | None = None,
+        check_devices: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(client_manager=client_manager, strategy=strategy)
         self.plan = plan
         self.recorder = recorder
         self.on_finish = on_finish
+        self.check_devices = check_devices  # simulation: the federation's size is known
         self.class_names: list[str] | None = None
         self._costs: dict[int, RoundCosts] = {}
         self._pending_report: int | None = None  # round whose encrypted totals await a report
@@ -152,6 +154,8 @@ class FedIDSServer(Server):
     def _statistics(self, timeout: float | None) -> list[np.ndarray]:
         """Run the statistics passes; returns the totals payloads (two arrays per pass)."""
         totals: list[np.ndarray] = []
+        if self.check_devices is not None:
+            self.check_devices(len(self._client_manager.all()))
         self._client_manager.wait_for(
             int(self.strategy.min_available_clients), int(timeout or 86400)
         )

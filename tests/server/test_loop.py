@@ -56,7 +56,7 @@ def test_too_few_updates_fail_the_run_with_one_line(tmp_path):
         run_experiment(cfg, tmp_path / "run", wrap=_failing("1001", "fit", 2))
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert doc["status"] == "failed" and "at least 2 needed" in doc["error"]
-    assert "device 1001: disk full on the gateway" in doc["error"]
+    assert "device 1001: " in doc["error"] and "disk full on the gateway" in doc["error"]
     assert [r["round"] for r in doc["rounds"]] == [1]  # the completed round is kept
 
 
@@ -120,3 +120,12 @@ def test_client_manager_wait_is_bounded():
 
     with pytest.raises(RuntimeError, match="min_available_clients=3"):
         BoundedClientManager(timeout=1).wait_for(3)
+
+
+def test_a_simulation_smaller_than_the_minimum_fails_at_once(tmp_path):
+    cfg = small_cfg(mode="plain")
+    cfg["federation"]["min_available_clients"] = 3
+    with pytest.raises(RuntimeError, match="min_available_clients=3 but the federation has only 2"):
+        run_experiment(cfg, tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert doc["status"] == "failed" and "min_available_clients=3" in doc["error"]
