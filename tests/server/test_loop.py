@@ -125,7 +125,11 @@ def test_client_manager_wait_is_bounded():
 def test_a_simulation_smaller_than_the_minimum_fails_at_once(tmp_path):
     cfg = small_cfg(mode="plain")
     cfg["federation"]["min_available_clients"] = 3
-    with pytest.raises(RuntimeError, match="min_available_clients=3 but the federation has only 2"):
+    from fedids.preflight import PreflightError
+
+    with pytest.raises(
+        PreflightError, match="min_available_clients=3 but the federation has only 2"
+    ):
         run_experiment(cfg, tmp_path / "run")
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert doc["status"] == "failed" and "min_available_clients=3" in doc["error"]
