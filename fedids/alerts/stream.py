@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from fedids.alerts.aggregate import aggregate
+from fedids.alerts.delivery import DeliverySession
 from fedids.alerts.detect import load_model
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.flows import (
@@ -47,7 +48,7 @@ from fedids.alerts.flows import (
 )
 from fedids.alerts.kafkaconf import KafkaLogBridge, consumer_config, producer_config, redact
 from fedids.alerts.outbox import NewAlert, Outbox, default_outbox_dir
-from fedids.alerts.producer import AlertPublisher, DeliveryHook
+from fedids.alerts.producer import DeliveryHook
 from fedids.alerts.stix import Alert, build_alert
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class StreamReport:
     alerts: int = 0
     alert_ids: list[str] = field(default_factory=list)  # the latest 100,000
     delivered: int = 0
+    skipped: int = 0  # versions already delivered (a replay): not sent again
     pending: int = 0
     outbox: Path | None = None
 
@@ -76,8 +78,8 @@ class StreamReport:
         return (
             f"read {self.messages} message(s): {self.flows} flow(s), {self.malformed} "
             f"malformed; {self.detections} detection(s) ({self.late} late, dropped) -> "
-            f"{self.alerts} alert(s)\ndelivered {self.delivered} alert(s); {self.pending} "
-            f"waiting in the outbox {self.outbox}"
+            f"{self.alerts} alert(s)\ndelivered {self.delivered} alert(s); skipped {self.skipped} "
+            f"already delivered; {self.pending} waiting in the outbox {self.outbox}"
         )
 
 
@@ -188,10 +190,12 @@ def run_detect_stream(
     w = max(1, int(round(window)))
     grace = float(w if grace is None else grace)
     box = Outbox(outbox or default_outbox_dir())
+    if box.repair_report is not None:
+        log.warning("%s", box.repair_report.message())
     progress_key = f"stream:{device}:{input_topic}:{w}:closed_until"
     windows = _Windows(w, float(box.get_meta(progress_key) or "-inf"))
     report = StreamReport(outbox=box.directory)
-    pconf = producer_config(kafka, delivery_timeout, kafka_settings, f"fedids-{device}")
+    producer_config(kafka, delivery_timeout, kafka_settings)  # bad settings fail before reading
     cconf = consumer_config(
         kafka, group or f"fedids-detect-{device}", from_beginning, kafka_settings
     )
@@ -213,9 +217,21 @@ def run_detect_stream(
     consumer.subscribe([input_topic], on_assign=on_assign, on_revoke=on_revoke)
 
     def deliver() -> None:
-        publisher = AlertPublisher(pconf, box, delivery_timeout, on_delivery=on_delivery)
-        publisher.submit(box.iter_pending())
-        report.delivered += publisher.finish().delivered
+        session = DeliverySession(
+            box,
+            kafka,
+            kafka_settings=kafka_settings,
+            delivery_timeout=delivery_timeout,
+            client_id=f"fedids-{device}",
+            on_delivery=on_delivery,
+        )
+        try:
+            session.start()  # in-doubt check, then everything waiting in the outbox
+            outcome = session.finish()
+        finally:
+            session.abort()
+        report.delivered += outcome.delivered
+        report.skipped += outcome.skipped
 
     def close(everything: bool) -> None:
         closed = windows.take_closed(everything)
@@ -223,7 +239,10 @@ def run_detect_stream(
             now = datetime.now(UTC)
             alerts = [build_alert(g, device, info, now) for g in aggregate(closed, w, time.time())]
             meta = {progress_key: repr(windows.closed_until)}
-            box.add((NewAlert(a.alert_id, topic, a.payload, a.digest) for a in alerts), meta)
+            added = box.add(
+                (NewAlert(a.alert_id, topic, a.payload, a.digest) for a in alerts), meta
+            )
+            report.skipped += len(added.delivered)
             report.alerts += len(alerts)
             report.alert_ids = (report.alert_ids + [a.alert_id for a in alerts])[-100_000:]
             for a in alerts:

@@ -1,8 +1,9 @@
 """``fedids detect``: score flows with a model.pt and publish STIX 2.1 alerts.
 
 Exit status: 0 done (all alerts delivered, or no Kafka asked), 2 unusable input
-(model, flow file, option), 3 alerts wait in the outbox (broker unreachable or a delivery
-failed; the next run delivers them).
+(model, flow file, option, an outbox directory that cannot be used), 3 alerts wait in the
+outbox (broker unreachable, a delivery failed, or alerts in doubt were held back; the next
+run delivers them).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only deliver alerts waiting in the outbox (no --model/--input needed)",
     )
+    p.add_argument(
+        "--resend-in-doubt",
+        action="store_true",
+        help="send alerts left in doubt by an interrupted run without first checking the "
+        "topic for them (at-least-once; only when the topic cannot be read)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="do not print one line per alert")
     stream = p.add_argument_group(
         "streaming input", "read flows (JSON objects) from a Kafka topic instead of --input"
@@ -129,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             delivery_timeout=args.delivery_timeout,
             flush_only=args.flush_only,
+            resend_in_doubt=args.resend_in_doubt,
             on_alert=show,
         )
     except AlertsInputError as exc:

@@ -14,7 +14,7 @@ def new(i: int, digest: str = "d", topic: str = "t") -> NewAlert:
 
 def test_alerts_survive_reopening(tmp_path):
     with Outbox(tmp_path) as box:
-        assert box.add(new(i) for i in range(5)) == 5
+        assert box.add(new(i) for i in range(5)).changed == 5
     with Outbox(tmp_path) as box:
         assert box.count() == 5
         assert [p.alert_id for p in box.iter_pending(chunk=2)] == [f"bundle--{i}" for i in range(5)]
@@ -36,9 +36,9 @@ def test_same_content_is_not_queued_twice_changed_content_replaces(tmp_path):
     with Outbox(tmp_path) as box:
         box.add([new(1)])
         first = box.pending()[0]
-        assert box.add([new(1)]) == 0
+        assert box.add([new(1)]).waiting == ["bundle--1"]
         assert box.pending()[0].seq == first.seq
-        assert box.add([new(1, digest="e")]) == 1
+        assert box.add([new(1, digest="e")]).new == ["bundle--1"]
         [second] = box.pending()
         assert second.seq > first.seq and second.payload.endswith(b"-e")
 
@@ -48,7 +48,7 @@ def test_remove_by_seq_keeps_a_newer_version(tmp_path):
         box.add([new(1)])
         old = box.pending()[0].seq
         box.add([new(1, digest="e")])
-        box.remove([old])  # the delivery report of the old version arrives late
+        box.mark_delivered([old])  # the delivery report of the old version arrives late
         assert box.count() == 1
 
 
