@@ -75,7 +75,11 @@ class DeliverySession:
             return
         if not self.resend_in_doubt:
             self.in_doubt = resolve_in_doubt(
-                self.box, self.kafka, self.kafka_settings, max(10.0, 3 * self.delivery_timeout)
+                self.box,
+                self.kafka,
+                self.kafka_settings,
+                timeout=max(30.0, 3 * self.delivery_timeout),
+                connect_timeout=self.delivery_timeout,
             )
             self._skipped.update(self.in_doubt.found_ids)
         backlog = self.box.count()

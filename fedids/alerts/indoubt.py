@@ -62,8 +62,13 @@ def resolve_in_doubt(
     bootstrap: str | None,
     kafka_settings: Mapping[str, str] | None,
     timeout: float,
+    connect_timeout: float | None = None,
 ) -> InDoubtReport:
-    """Check every in-doubt alert of ``box`` against its topic (see the module doc)."""
+    """Check every in-doubt alert of ``box`` against its topic (see the module doc).
+
+    ``connect_timeout`` bounds the wait for the topic's metadata (an unreachable broker
+    should cost no more than a delivery attempt), ``timeout`` the whole read of a topic.
+    """
     report = InDoubtReport()
     doubt = box.in_doubt()
     if not doubt:
@@ -74,7 +79,9 @@ def resolve_in_doubt(
         by_topic.setdefault(a.topic, []).append(a)
     for topic, alerts in sorted(by_topic.items()):
         try:
-            found = _scan(topic, alerts, bootstrap, kafka_settings, timeout)
+            found = _scan(
+                topic, alerts, bootstrap, kafka_settings, timeout, connect_timeout or timeout
+            )
         except _Unreadable as exc:
             report.held += [a.seq for a in alerts]
             report.errors.append(f"{topic}: {exc}")
@@ -102,6 +109,7 @@ def _scan(
     bootstrap: str | None,
     kafka_settings: Mapping[str, str] | None,
     timeout: float,
+    connect_timeout: float,
 ) -> list[PendingAlert]:
     """The in-doubt ``alerts`` whose exact version is on ``topic``."""
     from confluent_kafka import (
@@ -129,7 +137,7 @@ def _scan(
     consumer = Consumer(conf)
     try:
         try:
-            md = consumer.list_topics(topic, timeout=timeout)
+            md = consumer.list_topics(topic, timeout=min(timeout, connect_timeout))
         except KafkaException as exc:
             raise _Unreadable(str(exc)) from exc
         meta = md.topics.get(topic)

@@ -31,8 +31,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from fedids.alerts.errors import AlertsInputError
+
+if TYPE_CHECKING:
+    from fedids.alerts.outbox_repair import SalvageReport
 
 DB_NAME = "outbox.sqlite3"
 LOCK_NAME = "outbox.lock"
@@ -264,6 +268,12 @@ class Outbox:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
                 [(err[:500], seq) for seq, err in failures],
             )
+
+    def salvage_from(self, source: str | Path) -> SalvageReport:
+        """Copy the readable rows of another (damaged) outbox file into this one."""
+        from fedids.alerts.outbox_repair import salvage_into
+
+        return salvage_into(Path(source), self._db)
 
     def _prune(self) -> None:
         cutoff = time.time() - LEDGER_DAYS * 86400

@@ -172,3 +172,31 @@ def test_stream_option_errors(model_path, flows_csv, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["detect", "--model", str(model_path), "--input-topic", "flows"]) == 2
     assert "--kafka" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is not a file"),  # a directory
+        ("", "the file is empty"),
+        ("header", "no flow records"),  # a header and nothing else
+    ],
+)
+def test_unusable_input_is_one_line_exit_2(model_path, tmp_path, capsys, content, expected):
+    path = tmp_path / "flows"
+    if content is None:
+        path.mkdir()
+    elif content == "header":
+        path.write_text(",".join(make_flows([FlowSpec(1)]).columns) + "\n")
+    else:
+        path.write_text(content)
+    rc = main(["detect", "--model", str(model_path), "--input", str(path), "--out", "x.jsonl"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and expected in err and str(path) in err
+    assert "Traceback" not in err
+
+
+def test_empty_dataframe_is_an_error(model_path):
+    with pytest.raises(AlertsInputError, match="no flow records"):
+        run_detect(model_path, make_flows([FlowSpec(1)]).clear(), device_name="d")
