@@ -35,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         action="append",
         default=[],
-        help="also copy the readable rows of this (moved-aside) outbox file into DIR; "
-        "repeatable",
+        help="also copy the readable rows of this (moved-aside) outbox file into DIR; repeatable",
     )
     check.set_defaults(func=run)
 

@@ -211,9 +211,11 @@ def test_sigkill_after_commit_then_rerun_delivers_each_alert_once(
 
     assert main(args[: args.index("-q") + 1]) == 0  # a plain re-run
     out = capsys.readouterr().out
-    found = int(out.split(" alert(s) in doubt after")[0].rsplit("\n", 1)[-1]) if (
-        "in doubt after" in out
-    ) else 0
+    found = (
+        int(out.split(" alert(s) in doubt after")[0].rsplit("\n", 1)[-1])
+        if ("in doubt after" in out)
+        else 0
+    )
     # exact accounting: what the killed run left on the topic is in the ledger or was found
     assert ledger + found == on_topic, out
     assert f"delivered {N_ALERTS - on_topic} alert(s)" in out, out

@@ -93,9 +93,7 @@ def test_not_a_database_is_moved_aside_and_detection_goes_on(
         assert fresh.count() == 2 and fresh.repair_report is None
 
 
-def test_damaged_page_detection_goes_on_and_check_salvages(
-    model_path, flows_csv, tmp_path, capsys
-):
+def test_damaged_page_detection_goes_on_and_check_salvages(model_path, flows_csv, tmp_path, capsys):
     box = tmp_path / "outbox"
     payloads = fill(box)
     damage_middle_page(box / DB_NAME, b"MARK-0060-")
