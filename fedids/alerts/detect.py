@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from fedids.alerts.aggregate import aggregate
+from fedids.alerts.aggregate import aggregate, check_gap
 from fedids.alerts.delivery import DeliveryOutcome, DeliverySession, outcome_lines
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.flows import (
@@ -178,6 +178,7 @@ def build_alerts(
     batch_size: int,
     now: datetime,
     tick: Callable[[], None] | None = None,
+    burst_gap: float | None = None,
 ) -> tuple[list[Alert], int, float]:
     """Score ``flows`` and build validated alerts; returns (alerts, detections, seconds)."""
     t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def build_alerts(
     verdicts = decide(probs, normal_class_index(detector.class_names), threshold)
     seconds = time.perf_counter() - t0
     detections = detections_table(flows, verdicts, detector.class_names)
-    groups = aggregate(detections, window, now.timestamp())
+    groups = aggregate(detections, window, now.timestamp(), burst_gap)
     alerts = []
     for g in groups:
         alerts.append(build_alert(g, device, info, now))
@@ -216,6 +217,7 @@ def run_detect(
     topic: str | None = None,
     out: str | Path | None = None,
     window: float = 60.0,
+    burst_gap: float | None = None,
     threshold: float | None = None,
     device_name: str | None = None,
     outbox: str | Path | Outbox | None = None,
@@ -230,6 +232,8 @@ def run_detect(
 ) -> DetectReport:
     """Detect attacks in a flow file (or DataFrame) and deliver STIX alerts.
 
+    ``window``: alert ids are named after the window (seconds) in which a burst began;
+    ``burst_gap``: the longest silence inside one burst (default 5 windows).
     ``kafka`` (bootstrap servers) + ``topic``: deliver through the durable outbox
     (``outbox``: a directory or an :class:`Outbox`; default :func:`default_outbox_dir`).
     ``kafka_settings``: any librdkafka properties (SASL, TLS, timeouts); they win over
@@ -248,6 +252,8 @@ def run_detect(
             raise AlertsInputError("--flush-only needs --kafka")
     else:
         _check_options(kafka, topic, window, threshold, batch_size)
+        if burst_gap is not None:
+            check_gap(burst_gap, max(1, round(window)))
         if model is None or input is None:
             raise AlertsInputError("a model and an input are required (or use --flush-only)")
         detector, info = load_model(model)
@@ -299,6 +305,7 @@ def run_detect(
                 batch_size=batch_size,
                 now=now,
                 tick=session.poll if session is not None else None,
+                burst_gap=burst_gap,
             )
             report.alerts, report.detections, report.score_seconds = alerts, n_det, secs
             if out is not None:  # first: --out never depends on the outbox or the broker

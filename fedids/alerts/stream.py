@@ -4,8 +4,11 @@ Each message holds one flow as a JSON object (keys = column names, as in the CSV
 JSON array of such objects. Flows are scored in micro-batches; detections wait in open
 time windows (event time: the flows' ``StartTime``, else their arrival time) until the
 watermark (latest flow time seen minus ``grace``) passes a window's end, or no flow came
-for ``grace`` seconds, or the run ends. Closed windows become alerts exactly as in file
-mode (same aggregation, same deterministic ids) and go through the durable outbox.
+for ``grace`` seconds, or the run ends. Closed windows become alerts as in file mode (same
+aggregation, same deterministic ids) and go through the durable outbox. A burst still
+going on when its window closes stays open (:mod:`fedids.alerts.bursts`): later windows
+extend the same alert, which is sent again as a newer version (same id, grown count and
+last_seen).
 
 No loss, no double count:
 
@@ -35,7 +38,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedids.alerts.aggregate import aggregate
+from fedids.alerts.aggregate import aggregate, check_gap, default_gap
+from fedids.alerts.bursts import OpenBursts
 from fedids.alerts.delivery import DeliverySession
 from fedids.alerts.detect import load_model
 from fedids.alerts.errors import AlertsInputError
@@ -157,6 +161,7 @@ def run_detect_stream(
     group: str | None = None,
     window: float = 60.0,
     grace: float | None = None,
+    burst_gap: float | None = None,
     threshold: float | None = None,
     device_name: str | None = None,
     outbox: str | Path | None = None,
@@ -189,11 +194,15 @@ def run_detect_stream(
     device = device_name or socket.gethostname()
     w = max(1, int(round(window)))
     grace = float(w if grace is None else grace)
+    gap = default_gap(w) if burst_gap is None else float(burst_gap)
+    check_gap(gap, w)
     box = Outbox(outbox or default_outbox_dir())
     if box.repair_report is not None:
         log.warning("%s", box.repair_report.message())
     progress_key = f"stream:{device}:{input_topic}:{w}:closed_until"
     windows = _Windows(w, float(box.get_meta(progress_key) or "-inf"))
+    burst_key = f"stream:{device}:{input_topic}:{w}:{gap:g}:burst:"
+    bursts = OpenBursts(burst_key, gap, box.meta_items(burst_key))
     report = StreamReport(outbox=box.directory)
     producer_config(kafka, delivery_timeout, kafka_settings)  # bad settings fail before reading
     cconf = consumer_config(
@@ -237,8 +246,10 @@ def run_detect_stream(
         closed = windows.take_closed(everything)
         if closed is not None:
             now = datetime.now(UTC)
-            alerts = [build_alert(g, device, info, now) for g in aggregate(closed, w, time.time())]
-            meta = {progress_key: repr(windows.closed_until)}
+            groups, meta = bursts.extend(aggregate(closed, w, time.time(), gap))
+            meta.update(bursts.prune(windows.watermark))
+            meta[progress_key] = repr(windows.closed_until)
+            alerts = [build_alert(g, device, info, now) for g in groups]
             added = box.add(
                 (NewAlert(a.alert_id, topic, a.payload, a.digest) for a in alerts), meta
             )

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score flows with a model and publish STIX 2.1 alerts (Kafka and/or JSONL)",
         description=(
             "Score flow records with a trained model.pt, group detections per (attack class, "
-            "source, destination, time window) and emit one STIX 2.1 bundle per group. With "
+            "source, destination, burst) and emit one STIX 2.1 bundle per group. With "
             "--kafka, alerts are first stored in a durable outbox and removed only once the "
             "broker confirmed them; alerts left by earlier runs are sent first."
         ),
@@ -35,7 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", help="Kafka topic for alerts")
     p.add_argument("--out", metavar="FILE.jsonl", help="also write the alerts, one per line")
     p.add_argument(
-        "--window", type=float, default=60.0, metavar="SECONDS", help="aggregation window [60]"
+        "--window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time grid alerts are named on (and, streaming, closed at) [60]",
+    )
+    p.add_argument(
+        "--burst-gap",
+        type=float,
+        metavar="SECONDS",
+        help="a burst of detections (one alert) ends after this much silence [5 windows]",
     )
     p.add_argument(
         "--threshold",
@@ -129,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             topic=args.topic,
             out=args.out,
             window=args.window,
+            burst_gap=args.burst_gap,
             threshold=args.threshold,
             device_name=args.device_name,
             outbox=args.outbox,
@@ -175,6 +186,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             group=args.group,
             window=args.window,
             grace=args.grace,
+            burst_gap=args.burst_gap,
             threshold=args.threshold,
             device_name=args.device_name,
             outbox=args.outbox,

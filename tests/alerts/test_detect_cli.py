@@ -17,13 +17,13 @@ from fedids.cli import main
 SPECS = [
     FlowSpec(0, n=200),
     FlowSpec(1, n=30),  # DoS 10.0.0.5 -> 10.0.0.9 in window T0
-    FlowSpec(1, start=T0 + 61, n=4),  # same pair, next window
+    FlowSpec(1, start=T0 + 400, n=4),  # same pair after > 5 windows of silence: new burst
     FlowSpec(2, src="10.0.0.66", dport=None, n=3),  # Reconn without a port
     FlowSpec(4, src="10.0.0.7", dst="10.0.0.10", proto=17, dport=20000, n=2),
 ]
 EXPECTED = {
     alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0)): 30,
-    alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0 + 61)): 4,
+    alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0 + 400)): 4,
     alert_id_for("plc-7", "Reconn", "10.0.0.66", "10.0.0.9", window_of(T0)): 3,
     alert_id_for("plc-7", "Backdoor", "10.0.0.7", "10.0.0.10", window_of(T0)): 2,
 }
@@ -200,3 +200,21 @@ def test_unusable_input_is_one_line_exit_2(model_path, tmp_path, capsys, content
 def test_empty_dataframe_is_an_error(model_path):
     with pytest.raises(AlertsInputError, match="no flow records"):
         run_detect(model_path, make_flows([FlowSpec(1)]).clear(), device_name="d")
+
+
+def test_a_burst_across_windows_is_one_alert(model_path):
+    """A DoS that goes on for ten minutes is one alert whose count and last_seen grow."""
+    specs = [FlowSpec(1, start=T0 + 20 * i, n=3) for i in range(30)]  # every 20 s, 10 min
+    report = run_detect(model_path, make_flows(specs), device_name="plc-7")
+    [alert] = report.alerts
+    assert alert.alert_id == alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0))
+    b = validate_bundle(alert.payload)
+    sig = next(o for o in b.objects if o.type == "sighting")
+    assert sig.count == 90
+    assert sig.first_seen == datetime.fromtimestamp(T0, UTC)
+    assert sig.last_seen == datetime.fromtimestamp(T0 + 580 + 0.02 + 0.5, UTC)
+    # with --burst-gap 60 s, 20 s silences still do not split it; sparse flows would
+    assert len(run_detect(model_path, make_flows(specs), burst_gap=60).alerts) == 1
+    sparse = [FlowSpec(1, start=T0 + 200 * i) for i in range(4)]
+    assert len(run_detect(model_path, make_flows(sparse), burst_gap=60).alerts) == 4
+    assert len(run_detect(model_path, make_flows(sparse)).alerts) == 1
