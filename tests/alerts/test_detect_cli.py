@@ -12,6 +12,7 @@ from alerts_helpers import T0, FlowSpec, make_flows, window_of, write_csv
 from fedids.alerts.detect import run_detect
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.stix import alert_id_for, validate_bundle
+from fedids.alerts.stix_extension import details
 from fedids.cli import main
 
 SPECS = [
@@ -117,7 +118,7 @@ def test_flows_without_addresses_or_times_still_alert(model_path, tmp_path):
     for a in report.alerts:
         b = validate_bundle(a.payload)
         ind = next(o for o in b.objects if o.type == "indicator")
-        assert "src_ref" not in ind.pattern and ind["x_fedids_flow_times"] == "detection"
+        assert "src_ref" not in ind.pattern and details(ind)["flow_times"] == "detection"
         sig = next(o for o in b.objects if o.type == "sighting")
         assert sig.first_seen == now
     dos = next(a for a in report.alerts if a.group.attack_class == "DoS")
@@ -131,7 +132,7 @@ def test_binary_model_reports_attack(binary_model_path, tmp_path):
     ind = next(
         o for o in json.loads(report.alerts[0].payload)["objects"] if o["type"] == "indicator"
     )
-    assert ind["x_fedids_classification"] == "binary"
+    assert details(ind)["classification"] == "binary"
 
 
 def test_dataframe_input_and_small_batches(model_path):
