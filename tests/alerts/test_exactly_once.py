@@ -169,47 +169,65 @@ def _kill_when(proc: subprocess.Popen[bytes], ready, timeout: float = 90.0) -> N
     assert proc.wait(10) == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("kill_at", ["committed", "delivering"])
+#: a ``fedids detect`` run (same code as the command) that stops inside the delivery-report
+#: callback after 20 confirmed alerts: the broker has acknowledged them, the ledger does
+#: not know yet (it is written after the callbacks return). The test then SIGKILLs it.
+STALL_AFTER_ACKS = """
+import sys, time
+from pathlib import Path
+from fedids.alerts.detect import run_detect
+model, csv, kafka, topic, box, marker = sys.argv[1:7]
+acked = 0
+def stall(alert_id, error):
+    global acked
+    acked += error is None
+    if acked == 20:
+        Path(marker).touch()
+        time.sleep(600)  # acknowledged, not yet recorded: wait here to be killed
+run_detect(model, csv, kafka=kafka, topic=topic, outbox=box, device_name="plc-7",
+           on_delivery=stall)
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["committed", "acked"])
 def test_sigkill_after_commit_then_rerun_delivers_each_alert_once(
     kill_at, model_path, flows_100k, broker_factory, topic, tmp_path, capsys
 ):
-    """A real ``fedids detect`` process is SIGKILLed right after its outbox commit, or once
-    the broker has acknowledged some alerts (acked, not yet in the ledger); a plain re-run
+    """A real detect process is SIGKILLed (by PID) right after its outbox commit, or while
+    the broker has acknowledged alerts the ledger does not know yet; a plain re-run
     delivers the rest and nothing twice."""
     b = broker_factory()
     box = tmp_path / "outbox"
-    args = detect_args(model_path, flows_100k, b.address, topic, box) + TRICKLE
+    args = detect_args(model_path, flows_100k, b.address, topic, box)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     counter = TopicCounter(b.address, topic)
     db = box / "outbox.sqlite3"
-
-    def committed() -> bool:  # right after the alerts' commit
-        return _rows(db, "outbox") > 0
-
-    def acked_not_recorded() -> bool:  # the broker stored alerts the ledger does not know
-        return counter.count() >= _rows(db, "delivered") + 10
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedids.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    marker = tmp_path / "stalled"
+    if kill_at == "committed":
+        cmd = [sys.executable, "-m", "fedids.cli", *args, *TRICKLE]
+        ready = lambda: _rows(db, "outbox") > 0  # noqa: E731 - right after the commit
+    else:
+        cmd = [sys.executable, "-c", STALL_AFTER_ACKS, str(model_path), str(flows_100k)]
+        cmd += [b.address, topic, str(box), str(marker)]
+        ready = marker.exists
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _kill_when(proc, committed if kill_at == "committed" else acked_not_recorded)
+        _kill_when(proc, ready)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        proc.stderr.close()  # type: ignore[union-attr]
     on_topic = counter.settle()  # requests already on the wire may still land
     counter.close()
     with Outbox(box) as o:
         waiting, ledger, in_doubt = o.count(), o.delivered_count(), len(o.in_doubt())
     assert waiting + ledger == N_ALERTS  # everything was committed before the kill
-    if kill_at == "delivering":
-        assert on_topic - ledger >= 10 and in_doubt >= on_topic - ledger  # the crash window
+    if kill_at == "acked":
+        assert on_topic >= 20 and on_topic - ledger >= 1  # the crash window was hit
+        assert in_doubt >= on_topic - ledger
 
-    assert main(args[: args.index("-q") + 1]) == 0  # a plain re-run
+    assert main(args) == 0  # a plain re-run of the same command
     out = capsys.readouterr().out
     found = (
         int(out.split(" alert(s) in doubt after")[0].rsplit("\n", 1)[-1])
