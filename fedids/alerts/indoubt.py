@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedids.alerts.kafkaconf import KafkaLogBridge, consumer_config
-from fedids.alerts.outbox import Outbox, PendingAlert
+from fedids.alerts.outbox import InDoubtKey, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,10 @@ def resolve_in_doubt(
     should cost no more than a delivery attempt), ``timeout`` the whole read of a topic.
     """
     report = InDoubtReport()
-    doubt = box.in_doubt()
-    if not doubt:
-        return report
-    report.checked = len(doubt)
-    by_topic: dict[str, list[PendingAlert]] = {}
-    for a in doubt:
+    by_topic: dict[str, list[InDoubtKey]] = {}
+    for a in box.in_doubt_keys():
         by_topic.setdefault(a.topic, []).append(a)
+        report.checked += 1
     for topic, alerts in sorted(by_topic.items()):
         try:
             found = _scan(
@@ -105,12 +102,12 @@ class _Unreadable(Exception):
 
 def _scan(
     topic: str,
-    alerts: list[PendingAlert],
+    alerts: list[InDoubtKey],
     bootstrap: str | None,
     kafka_settings: Mapping[str, str] | None,
     timeout: float,
     connect_timeout: float,
-) -> list[PendingAlert]:
+) -> list[InDoubtKey]:
     """The in-doubt ``alerts`` whose exact version is on ``topic``."""
     from confluent_kafka import (
         OFFSET_BEGINNING,
@@ -120,9 +117,7 @@ def _scan(
         TopicPartition,
     )
 
-    wanted: dict[tuple[str, str], PendingAlert] = {
-        (a.alert_id, _digest(a.payload)): a for a in alerts
-    }
+    wanted: dict[tuple[str, str], InDoubtKey] = {(a.alert_id, a.sha256): a for a in alerts}
     conf: dict[str, Any] = consumer_config(
         bootstrap, f"fedids-indoubt-{uuid.uuid4().hex[:8]}", True, kafka_settings
     )
@@ -169,7 +164,7 @@ def _scan(
             return []
         consumer.assign(assign)
         open_parts = {tp.partition for tp in assign}
-        found: dict[int, PendingAlert] = {}
+        found: dict[int, InDoubtKey] = {}
         while open_parts and len(found) < len(wanted):
             if time.monotonic() >= deadline:
                 raise _Unreadable(f"not read to its end within {timeout:.0f} s")

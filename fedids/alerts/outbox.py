@@ -24,6 +24,7 @@ In-doubt alerts are checked against the topic before they are produced again
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import time
@@ -94,6 +95,17 @@ class PendingAlert:
     attempts: int
     digest: str = ""
     first_sent: float | None = None
+
+
+@dataclass(frozen=True)
+class InDoubtKey:
+    """What the in-doubt check needs of a stored version (not its payload)."""
+
+    seq: int
+    alert_id: str
+    topic: str
+    sha256: str  # of the payload: the exact bytes a message must carry to be this version
+    first_sent: float
 
 
 @dataclass
@@ -317,6 +329,24 @@ class Outbox:
         """Waiting versions that were handed to a producer before (maybe on the topic)."""
         sql = f"SELECT {_COLS} FROM outbox WHERE first_sent IS NOT NULL ORDER BY seq"
         return [PendingAlert(*row) for row in self._db.execute(sql)]
+
+    def in_doubt_keys(self, chunk: int = 1000) -> Iterator[InDoubtKey]:
+        """In-doubt versions as (seq, id, topic, SHA-256 of the payload, first_sent),
+        read in chunks so that a large backlog never sits in memory at once."""
+        last = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT seq, alert_id, topic, payload, first_sent FROM outbox"
+                " WHERE first_sent IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            for seq, alert_id, topic, payload, first_sent in rows:
+                yield InDoubtKey(
+                    seq, alert_id, topic, hashlib.sha256(payload).hexdigest(), first_sent
+                )
+            last = rows[-1][0]
 
     def delivered_digest(self, alert_id: str, topic: str) -> str | None:
         row = self._db.execute(

@@ -144,3 +144,13 @@ def test_outbox_check_input_errors(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert main(["outbox", "check", str(tmp_path)]) == 2
     assert "no outbox in" in capsys.readouterr().err
+
+
+def test_unusable_outbox_directory_still_writes_out(model_path, flows_csv, tmp_path, capsys):
+    not_a_dir = tmp_path / "outbox"
+    not_a_dir.write_text("a file where the outbox directory should be")
+    out = tmp_path / "alerts.jsonl"
+    assert detect(model_path, flows_csv, not_a_dir, out) == 2
+    text = capsys.readouterr().out
+    assert "cannot open the outbox" in text and "nothing was sent to Kafka" in text
+    assert len(out.read_bytes().splitlines()) == 2  # detection and --out went on
