@@ -86,7 +86,7 @@ def integrity_problem(db: sqlite3.Connection) -> str | None:
 
 def check_file(path: Path) -> str | None:
     """Why the outbox file at ``path`` is corrupt, or None if it reads cleanly."""
-    from fedids.alerts.outbox import connect
+    from fedids.alerts.outbox_schema import connect
 
     try:
         db = connect(path)
@@ -108,7 +108,7 @@ def open_checked(
     path: Path, *, repair: bool = True
 ) -> tuple[sqlite3.Connection, RepairReport | None]:
     """Open (creating if needed) the outbox at ``path``; repair it if it is corrupt."""
-    from fedids.alerts.outbox import connect
+    from fedids.alerts.outbox_schema import connect
 
     problem = check_file(path) if path.exists() else None
     if problem is None:
