@@ -208,6 +208,9 @@ class MemoryOutbox:
     def in_doubt(self):  # type: ignore[no-untyped-def]
         return []
 
+    def in_doubt_keys(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
     def iter_pending(self, after_seq: int = 0, chunk: int = 1000):  # type: ignore[no-untyped-def]
         return iter([r for s, r in sorted(self._rows.items()) if s > after_seq])
 
