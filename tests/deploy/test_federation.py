@@ -23,7 +23,10 @@ from fedids.deploy.processes import (
 
 pytestmark = pytest.mark.e2e
 
-ROWS = "dataset.rows=8000"  # small synthetic data: a run is dominated by Flower's start-ups
+ROWS = (  # small data and model: a run is dominated by Flower's start-ups
+    "dataset.rows=8000 encoding.numeric=[quantile] encoding.bins=8 encoding.refine=false "
+    "model.hidden=[16]"
+)
 
 
 def run_config(run_dir: Path, run_name: str, rounds: int = 2, **extra: str) -> str:
