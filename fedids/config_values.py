@@ -63,6 +63,8 @@ RULES: dict[str, Rule] = {
     "federation.min_evaluate_clients": INT_POS,
     "federation.min_available_clients": INT_POS,
     "federation.round_timeout": Rule("number", gt=0),
+    "federation.setup_timeout": Rule("number", gt=0),
+    "federation.max_num_examples": INT_POS,
     "model.hidden": Rule("list", item=INT_POS, nonempty=True),
     "model.dropout": Rule("number", ge=0, lt=1),
     "partition.alpha": Rule("number", gt=0),

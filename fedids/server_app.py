@@ -66,7 +66,7 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
         return PlainFedAvg(
             run_id=run_id,
             max_clients=int(fed.get("max_clients", 128)),
-            max_num_examples=int(fed.get("max_num_examples", 10**9)),
+            max_num_examples=int(fed["max_num_examples"]),
             **common,
         )
     from fedids.crypto.codec import CodecParams
@@ -117,6 +117,7 @@ def make_server(
         run_path=str(run_path),
         simulation=simulation,
         save_plain_parameters=cfg["mode"]["name"] == "plain",
+        setup_timeout=float(cfg["federation"].get("setup_timeout") or 0) or None,
     )
 
     def check_devices(n: int) -> None:

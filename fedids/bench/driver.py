@@ -128,7 +128,16 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
                 for runner in runners.values():
                     runner.step(rnd)
             plain, packed, packed_nopre = (r.summary() for r in runners.values())
-            base, counts = runners["plain"].params, plain["num_examples"]
+            base = runners["plain"].params
+            counts = [1000 * (i + 1) for i in range(settings.clients)]  # unequal devices
+            for runner in runners.values():
+                runner.close()
+        n_values = int(sum(w.size for w in base))
+        out["model"] = {
+            "parameters": n_values,
+            "ciphertexts_per_update": params.n_model_ciphertexts(n_values),
+            "shapes": [list(w.shape) for w in base],
+        }
         updates = _client_models(base, settings.clients, settings.seed)
         say("crypto only: packed v2 (1 worker; workers + CRT) and per-value phe ...")
         packed1 = best_of(

@@ -1,30 +1,25 @@
-"""Rounds with the product's own client: plain FedAvg against packed Paillier, interleaved.
+"""Rounds with the product's own devices and server loop: plain FedAvg against packed Paillier.
 
-Drives ``FedIDSClient.fit`` (decrypt the global model if encrypted, train, encrypt) and the
-strategies' ``aggregate_fit`` directly with ``FitRes`` objects (no Ray, no gRPC). Clients
-run one after the other here; on real devices they run in parallel, so a round's time is
-the slowest client's ``fit`` plus the server's aggregation. Round 1 (plaintext initial
-model) is a warm-up; the figures are medians of the steady-state rounds, whose ``fit``
-includes decrypting the previous aggregate. This part follows the product's client (still
-protocol v1 until the lead's new client lands); the crypto-only figures do not depend on it.
+Drives the in-process federation (:mod:`fedids.inprocess`: the very device code and
+:class:`fedids.server.loop.FedIDSServer` a ``flwr run`` runs, without Ray or gRPC), one
+round per :meth:`RoundRunner.step`, so the modes can be interleaved round by round and see
+the same background load. A round is what a federation does per round: every device's
+``fit`` (receive the global model, train, encrypt), the server's sum, every device's
+``evaluate`` (decrypt the new global model once, score the validation split, encrypt the
+counts). Devices run one after the other here; on real devices they run in parallel, so a
+round's time is the slowest device's ``fit`` + the sum + the slowest ``evaluate``. Round 1
+is a warm-up (process caches, first decryption); the figures are medians of the others.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fedids.bench.common import now
-from fedids.crypto.codec import CodecParams
-
-
-@dataclass
-class Proxy:
-    """Stands in for Flower's ClientProxy: the strategies only read ``cid``."""
-
-    cid: str
 
 
 def compose(mode: str, settings: Any, extra: Sequence[str] = ()) -> dict[str, Any]:
@@ -45,77 +40,66 @@ def compose(mode: str, settings: Any, extra: Sequence[str] = ()) -> dict[str, An
 
 
 class RoundRunner:
-    """Drives one mode's rounds with FedIDSClient, one round per :meth:`step`, so that the
-    modes can be interleaved round by round and see the same background load."""
+    """One mode's federation in-process, advanced one round per :meth:`step`."""
 
     def __init__(self, cfg: dict[str, Any], settings: Any, key_dir: str | None):
-        from flwr.server.strategy import FedAvg
+        from fedids.inprocess import INPROCESS_RUN_ID, local_federation
+        from fedids.server_app import make_server
 
-        from fedids.client_app import FedIDSClient
-
-        self.cfg, self.settings, self.key_dir = cfg, settings, key_dir
+        self.cfg, self.settings = cfg, settings
         k = settings.clients
         self.paillier = cfg["mode"]["name"] == "paillier"
-        if self.paillier:
-            from strategies.paillier_fedavg import PaillierFedAvg
-
-            self.strategy: Any = PaillierFedAvg(
-                codec=CodecParams.from_config(cfg["mode"]),
-                min_fit_clients=k,
-                min_available_clients=k,
-            )
-        else:
-            self.strategy = FedAvg(min_fit_clients=k, min_available_clients=k)
-        self._client_cls = FedIDSClient
-        self.params = self._clients()[0].get_parameters({})
+        self._calls: list[tuple[str, str, float]] = []
+        nodes = [{"key-dir": key_dir} for _ in range(k)] if (self.paillier and key_dir) else None
+        manager, _ = local_federation(cfg, k, node_configs=nodes, wrap=self._timed)
+        self._tmp = tempfile.TemporaryDirectory(prefix="fedids-bench-")
+        self.server = make_server(
+            cfg,
+            INPROCESS_RUN_ID,
+            Path(self._tmp.name) / cfg["mode"]["name"],
+            simulation=True,
+            client_manager=manager,
+        )
+        self.server.set_max_workers(1)
+        self.server.statistics_phase(None)
         self.rounds: list[dict[str, Any]] = []
 
-    def _clients(self) -> list[Any]:  # Flower builds a fresh client for every message
-        k = self.settings.clients
-        return [self._client_cls(self.cfg, i, k, key_dir=self.key_dir) for i in range(k)]
+    def _timed(self, proxy: Any, method: str, ins: Any, call: Callable[[Any], Any]) -> Any:
+        t0 = now()
+        res = call(ins)
+        self._calls.append((method, str(proxy.cid), now() - t0))
+        return res
+
+    @property
+    def params(self) -> Any:
+        """The last global model (plain mode: float arrays; Paillier: ciphertexts)."""
+        from flwr.common import parameters_to_ndarrays
+
+        return parameters_to_ndarrays(self.server.parameters)
 
     def step(self, rnd: int) -> None:
-        from flwr.common import (
-            Code,
-            FitRes,
-            Status,
-            ndarrays_to_parameters,
-            parameters_to_ndarrays,
-        )
-
-        config = {"server_round": rnd, "local_epochs": self.settings.local_epochs}
-        results, fit_s, metrics = [], [], []
-        for i, c in enumerate(self._clients()):
-            t0 = now()
-            arrays, n, m = c.fit(self.params, config)
-            fit_s.append(now() - t0)
-            metrics.append(m)
-            res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), n, m)
-            results.append((Proxy(cid=str(i)), res))
-        t0 = now()
-        aggregated, _ = self.strategy.aggregate_fit(rnd, results, [])
-        aggregate_s = now() - t0
-        self.params = parameters_to_ndarrays(aggregated)
+        self._calls.clear()
+        self.server.train_round(rnd, None)
+        self.server.evaluate_round(rnd, None)
+        costs = self.server._costs[rnd]
+        fit_s = [t for m, _, t in self._calls if m == "fit"]
+        eval_s = [t for m, _, t in self._calls if m == "evaluate"]
         self.rounds.append(
             {
                 "round": rnd,
-                "round_seconds": max(fit_s) + aggregate_s,
+                "round_seconds": max(fit_s) + costs.aggregate_seconds + max(eval_s),
                 "client_fit_seconds": fit_s,
-                "aggregate_seconds": aggregate_s,
-                "train_seconds": [float(m.get("train_seconds", 0.0)) for m in metrics],
-                "decrypt_seconds": [float(m.get("decrypt_seconds", 0.0)) for m in metrics],
-                "encrypt_seconds": [float(m.get("encrypt_seconds", 0.0)) for m in metrics],
-                "upload_bytes_per_client": [
-                    sum(len(t) for t in r.parameters.tensors)
-                    + sum(len(str(a)) + len(str(b)) for a, b in r.metrics.items())
-                    for _, r in results
-                ],
-                "num_examples": [r.num_examples for _, r in results],
+                "client_evaluate_seconds": eval_s,
+                "aggregate_seconds": costs.aggregate_seconds,
+                "train_seconds": list(costs.train_seconds),
+                "decrypt_seconds": list(costs.evaluate_decrypt_seconds),
+                "encrypt_seconds": list(costs.encrypt_seconds),
+                "upload_bytes_per_client": list(costs.upload_bytes),
             }
         )
 
     def summary(self) -> dict[str, Any]:
-        """Medians over the steady-state rounds (round 1, on the plaintext init, excluded)."""
+        """Medians over the steady-state rounds (round 1 excluded)."""
         steady = self.rounds[1:] or self.rounds
 
         def med(key: str, fn: Callable[[Any], float] = float) -> float:
@@ -131,5 +115,7 @@ class RoundRunner:
             "encrypt_seconds": med("encrypt_seconds", max),
             "aggregate_seconds": med("aggregate_seconds"),
             "upload_bytes_per_client": max(steady[-1]["upload_bytes_per_client"]),
-            "num_examples": steady[-1]["num_examples"],
         }
+
+    def close(self) -> None:
+        self._tmp.cleanup()

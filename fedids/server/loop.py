@@ -34,7 +34,7 @@ from flwr.server.history import History
 
 from fedids import protocol
 from fedids.artifacts import RunRecorder
-from fedids.failures import describe_failure, explain
+from fedids.failures import RunStopped, describe_failure, explain
 from fedids.server.records import RoundCosts, quality_warning, round_record
 from strategies.fedids_base import Contribution, FedIDSStrategyBase
 
@@ -53,6 +53,7 @@ class RunPlan:
     run_path: str  # sent to devices in a simulation only (same machine)
     simulation: bool
     save_plain_parameters: bool
+    setup_timeout: float | None = None  # statistics phase (None: the round timeout)
 
 
 def payload_bytes(parameters: Parameters, metrics: dict[str, Any] | None) -> int:
@@ -151,7 +152,7 @@ class FedIDSServer(Server):
                 costs.device_errors.append(line)
 
     # -- statistics phase ----------------------------------------------------------------------
-    def _statistics(self, timeout: float | None) -> list[np.ndarray]:
+    def statistics_phase(self, timeout: float | None) -> list[np.ndarray]:
         """Run the statistics passes; returns the totals payloads (two arrays per pass)."""
         totals: list[np.ndarray] = []
         if self.check_devices is not None:
@@ -191,20 +192,36 @@ class FedIDSServer(Server):
 
     def _check_spec(self, results: list[tuple[ClientProxy, Any]]) -> None:
         """Every device must encode the same input columns (else their models differ)."""
-        digests: dict[str, list[str]] = {}
+        groups: dict[str, list[tuple[str, str]]] = {}
         for proxy, res in results:
-            digests.setdefault(str((res.metrics or {}).get("spec_digest", "?")), []).append(
-                str(proxy.cid)
+            m = res.metrics or {}
+            groups.setdefault(str(m.get("spec_digest", "?")), []).append(
+                (str(proxy.cid), str(m.get("spec_kinds", "")))
             )
-        if len(digests) > 1:
-            groups = "; ".join(f"{len(c)} device(s) [{', '.join(c)}]" for c in digests.values())
-            raise RuntimeError(
-                "devices disagree on the input columns (dataset header or column kinds "
-                f"differ): {groups}; give every device the same columns and dataset settings"
-            )
+        if len(groups) <= 1:
+            return
+        layouts = [
+            dict(kv.split("=", 1) for kv in g[0][1].split(",") if "=" in kv)
+            for g in groups.values()
+        ]
+        names = sorted(set().union(*layouts))
+        differ = [n for n in names if len({lay.get(n, "absent") for lay in layouts}) > 1]
+        detail = "; ".join(
+            f"device {g[0][0]}"
+            + (f" (+{len(g) - 1} more)" if len(g) > 1 else "")
+            + ": "
+            + ", ".join(f"{n}={lay.get(n, 'absent')}" for n in differ)
+            for g, lay in zip(groups.values(), layouts, strict=True)
+        )
+        raise RunStopped(
+            "devices disagree on the input columns"
+            + (f" ({detail})" if differ else f" ({len(groups)} different layouts)")
+            + ": give every device the same columns, or pin their kinds in conf/dataset "
+            "(numeric_columns, boolean_columns, categorical_columns)"
+        )
 
     # -- rounds -----------------------------------------------------------------------------------
-    def _train(self, server_round: int, timeout: float | None) -> None:
+    def train_round(self, server_round: int, timeout: float | None) -> None:
         costs = self._costs.setdefault(server_round, RoundCosts(server_round, time.perf_counter()))
         instructions = self.strategy.configure_fit(
             server_round, self.parameters, self._client_manager
@@ -252,7 +269,7 @@ class FedIDSServer(Server):
                 *parameters_to_ndarrays(parameters),
             )
 
-    def _evaluate(self, server_round: int, timeout: float | None) -> None:
+    def evaluate_round(self, server_round: int, timeout: float | None) -> None:
         costs = self._costs[server_round]
         instructions = self.strategy.configure_evaluate(
             server_round, self.parameters, self._client_manager
@@ -328,7 +345,7 @@ class FedIDSServer(Server):
         self._record(server_round, totals)
         self._pending_report = None
 
-    def _final_report(self, timeout: float | None) -> None:
+    def final_report(self, timeout: float | None) -> None:
         if self._pending_report is None:
             return
         params = Parameters(tensors=[], tensor_type="numpy.ndarray")
@@ -376,14 +393,17 @@ class FedIDSServer(Server):
         history = History()
         start = time.perf_counter()
         log.info("statistics phase (%d pass(es)) before round 1", self.plan.stats_passes)
-        totals = self._statistics(timeout)
+        setup_timeout = self.plan.setup_timeout or timeout
+        if timeout is not None and setup_timeout is not None:
+            setup_timeout = max(setup_timeout, timeout)
+        totals = self.statistics_phase(setup_timeout)
         self.recorder.header["setup_seconds"] = time.perf_counter() - start
         self.parameters = ndarrays_to_parameters(totals)
         for server_round in range(1, num_rounds + 1):
             log.info("[ROUND %d]", server_round)
-            self._train(server_round, timeout)
-            self._evaluate(server_round, timeout)
-        self._final_report(timeout)
+            self.train_round(server_round, timeout)
+            self.evaluate_round(server_round, timeout)
+        self.final_report(timeout)
         warning = quality_warning(
             self.recorder.rounds, synthetic=bool(self.recorder.header.get("synthetic_data"))
         )

@@ -114,7 +114,12 @@ def test_bench_command_end_to_end_small(tmp_path, capsys):
     assert result["fedavg_error_over_step_k10"] <= 2
     packed = result["crypto"]["packed"]
     assert packed["max_abs_error"] <= packed["error_bound"]
-    assert packed["n_ciphertexts"] == 58  # 5125 parameters, 2048-bit key
+    model = result["model"]  # the default model on the default encoding of the data
+    assert model["parameters"] == sum(int(np.prod(s)) for s in model["shapes"])
+    assert packed["n_ciphertexts"] == model["ciphertexts_per_update"]
+    assert model["ciphertexts_per_update"] == CodecParams().n_model_ciphertexts(
+        model["parameters"]
+    )
     assert len(result["rounds"]["paillier"]["rounds"]) == 2
     printed = capsys.readouterr().out
     assert "targets" in printed and "per-value phe" in printed

@@ -60,18 +60,31 @@ def test_too_few_updates_fail_the_run_with_one_line(tmp_path):
     assert [r["round"] for r in doc["rounds"]] == [1]  # the completed round is kept
 
 
-def test_devices_with_different_columns_stop_the_run(tmp_path, monkeypatch):
-    import fedids.device.data as device_data
+def test_devices_with_different_columns_stop_the_run(tmp_path):
+    """Each device reads its own file; one has a text cell in a numeric column, so it reads
+    that column as a category: the server names the column and both readings."""
+    from fedids.config import compose_config, to_plain
 
-    real = device_data.spec_digest
-    monkeypatch.setattr(
-        device_data,
-        "spec_digest",
-        lambda table: real(table) + ("x" if "partition 1" in table.source else ""),
+    rows = [f"{i},{i * 2},{'dos' if i % 3 == 0 else 'normal'}" for i in range(200)]
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("\n".join(["a,b,label", *rows]) + "\n")
+    rows[50] = "50,x,normal"
+    bad.write_text("\n".join(["a,b,label", *rows]) + "\n")
+    cfg = to_plain(
+        compose_config(
+            {
+                "mode": "plain",
+                "hydra-overrides": f"dataset=csv dataset.path={good} dataset.label_column=label "
+                "dataset.classes=[normal,dos]",
+            }
+        )
     )
-    cfg = small_cfg(mode="plain")
-    with pytest.raises(RuntimeError, match="disagree on the input columns"):
-        run_experiment(cfg, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="disagree on the input columns") as err:
+        run_experiment(
+            cfg, tmp_path / "run", node_configs=[{"data-path": str(good)}, {"data-path": str(bad)}]
+        )
+    assert "b=categorical" in str(err.value) and "b=numeric" in str(err.value)
+    assert "numeric_columns" in str(err.value)
 
 
 def test_summary_table_lists_rounds(tmp_path):
