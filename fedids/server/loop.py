@@ -188,6 +188,7 @@ class FedIDSServer(Server):
                 min_needed=int(self.strategy.min_fit_clients),
                 failures=[describe_failure(f) for f in failures],
             )
+        self.parameters = ndarrays_to_parameters(totals)  # round 1 hands them to the devices
         return totals
 
     def _check_spec(self, results: list[tuple[ClientProxy, Any]]) -> None:
@@ -396,9 +397,8 @@ class FedIDSServer(Server):
         setup_timeout = self.plan.setup_timeout or timeout
         if timeout is not None and setup_timeout is not None:
             setup_timeout = max(setup_timeout, timeout)
-        totals = self.statistics_phase(setup_timeout)
+        self.statistics_phase(setup_timeout)
         self.recorder.header["setup_seconds"] = time.perf_counter() - start
-        self.parameters = ndarrays_to_parameters(totals)
         for server_round in range(1, num_rounds + 1):
             log.info("[ROUND %d]", server_round)
             self.train_round(server_round, timeout)
