@@ -69,7 +69,7 @@ def macro_f1(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("macro-F1 (0-1, higher is better)")
     _round_ticks(ax, runs)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")  # the baseline may sit low or high: avoid both
 
 
 def false_positive_rate(ax: Any, runs: list[RunData], labels: list[str]) -> None:
@@ -87,7 +87,7 @@ def false_positive_rate(ax: Any, runs: list[RunData], labels: list[str]) -> None
     _headroom(ax, max(top, 1.0), len(runs))
     ax.set_ylabel("normal flows flagged as attack (%)")
     _round_ticks(ax, runs)
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
 
 
 def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
