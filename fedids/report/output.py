@@ -13,7 +13,7 @@ from typing import Any
 
 from fedids.report.canvas import write_atomic
 from fedids.report.figure import render_png
-from fedids.report.runs import ReportError, RunData, summary_rows
+from fedids.report.runs import ReportError, RunData, number_text, summary_rows
 
 FORMATS = (".png", ".html")
 
@@ -31,8 +31,7 @@ def _html_cell(value: Any) -> str:
     if value is None:
         return '<td class="num">n/a</td>'
     if isinstance(value, float):
-        text = f"{value:.4f}" if value < 10 else f"{value:,.1f}"
-        return f'<td class="num">{text}</td>'
+        return f'<td class="num">{number_text(value)}</td>'
     if isinstance(value, int):
         return f'<td class="num">{value}</td>'
     return f"<td>{html.escape(str(value))}</td>"
