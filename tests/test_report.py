@@ -228,6 +228,21 @@ def test_missing_and_extra_fields_and_different_lengths(runs, tmp_path):
     assert len(notes) == 3, notes
 
 
+def test_wrong_types_in_records_do_not_break_the_figure(runs, tmp_path):
+    """A hand-edited or foreign metrics.json: wrong types are "not recorded", not a crash."""
+    junk = [None, "x", [], {}, [1, [2, 3]], True, {"a": 1}, [[1, 2], [3]], 1e308]
+
+    def scramble(doc):
+        for r in doc["rounds"]:
+            for k, key in enumerate(sorted(r)):
+                if key != "round":
+                    r[key] = junk[k % len(junk)]
+
+    run = load_run(copy_run(runs["paillier"], tmp_path / "junk", scramble))
+    fig = draw([run, load_run(runs["plain"])])
+    assert len([t for t in titles(fig) if t.startswith("Confusion matrix")]) == 2
+
+
 def test_bad_run_directories_get_one_line_each(runs, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -18,7 +18,9 @@ from fedids.report.runs import TIME_PHASES, RunData
 def _headroom(ax: Any, data_top: float, legend_rows: int) -> None:
     """Raise the y limit so a legend of ``legend_rows`` rows at the top hides no data."""
     share = min(0.6, 0.07 * legend_rows + 0.06)
-    ax.set_ylim(0, max(data_top, 1e-9) * 1.05 / (1 - share))
+    top = max(data_top, 1e-9) * 1.05 / (1 - share)
+    if np.isfinite(top):  # absurd recorded values: leave matplotlib's own limits
+        ax.set_ylim(0, top)
 
 
 def run_colour(i: int) -> str:
@@ -90,6 +92,11 @@ def false_positive_rate(ax: Any, runs: list[RunData], labels: list[str]) -> None
     ax.legend(loc="best")
 
 
+def _per_class(record: dict[str, Any] | None) -> dict[str, Any]:
+    value = (record or {}).get("per_class")
+    return value if isinstance(value, dict) else {}
+
+
 def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     """Recall of every class in each run's last round, as grouped horizontal bars."""
     ax.set_title("Per-class recall, last round")
@@ -97,7 +104,7 @@ def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     classes: list[str] = []
     support: dict[str, int] = {}
     for rec in lasts:
-        for name, figures in (rec or {}).get("per_class", {}).items():
+        for name, figures in _per_class(rec).items():
             if name not in classes:
                 classes.append(name)
             if isinstance(figures, dict) and name not in support:
@@ -108,10 +115,12 @@ def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     height = 0.8 / len(runs)
     pos = np.arange(len(classes))
     for i, (rec, label) in enumerate(zip(lasts, labels, strict=True)):
-        per_class = (rec or {}).get("per_class", {})
-        values = [per_class.get(c, {}).get("recall") for c in classes]
+        per_class = _per_class(rec)
+        figures = [per_class.get(c) if isinstance(per_class.get(c), dict) else {}
+                   for c in classes]
+        values = [f.get("recall") for f in figures]
+        sizes = [f.get("support") for f in figures]
         ys = [p - 0.4 + height * (i + 0.5) for p in pos]
-        sizes = [per_class.get(c, {}).get("support") for c in classes]
         shown = [(y, v) for y, v in zip(ys, values, strict=True) if isinstance(v, int | float)]
         if shown:
             ax.barh([y for y, _ in shown], [v for _, v in shown], height=height * 0.95,
@@ -136,12 +145,15 @@ def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
 def confusion(ax: Any, run: RunData, label: str, fig: Any, first: bool = True) -> None:
     """Last round's confusion matrix: colour = share of the true class, text = count."""
     rec = run.last_with("confusion_matrix")
-    cm = np.asarray(rec["confusion_matrix"], dtype=float) if rec else np.zeros((0, 0))
-    if cm.ndim != 2 or cm.size == 0:
+    try:
+        cm = np.asarray(rec["confusion_matrix"], dtype=float) if rec else np.zeros((0, 0))
+    except (TypeError, ValueError, OverflowError):  # ragged or not numbers
+        cm = np.zeros((0, 0))
+    if cm.ndim != 2 or cm.size == 0 or cm.shape[0] != cm.shape[1]:
         ax.set_title(f"Confusion matrix ({label})")
         no_data(ax, "confusion matrix")
         return
-    names = list((rec.get("per_class") or {}).keys())
+    names = list(_per_class(rec))
     if len(names) != cm.shape[0]:
         names = [str(i) for i in range(cm.shape[0])]
     rows = cm.sum(axis=1, keepdims=True)

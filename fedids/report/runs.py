@@ -157,7 +157,9 @@ class RunData:
             raw = r.get("upload_bytes_by_device", r.get("upload_bytes_by_client"))
             if isinstance(raw, dict):
                 raw = list(raw.values())
-            values = [v for v in map(_number, raw or []) if v is not None]
+            if not isinstance(raw, list | tuple):
+                raw = []
+            values = [v for v in map(_number, raw) if v is not None]
             if not values and _number(r.get("upload_bytes_per_client")) is not None:
                 values = [float(r["upload_bytes_per_client"])]
             if values:
@@ -185,7 +187,7 @@ def majority_macro_f1(confusion: Any) -> float | None:
     """Macro-F1 of always predicting the most frequent true class of ``confusion``."""
     try:
         cm = np.asarray(confusion, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0 or cm.sum() <= 0:
         return None
