@@ -44,7 +44,7 @@ def test_committed_notebook_shows_real_outputs_at_its_defaults():
     default settings, with synthetic data called synthetic."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     text = _text(nb)
-    assert "5 rounds, multi classification, overrides: 'dataset.rows=60000'" in text, (
+    assert "3 rounds, multi classification, overrides: 'dataset.rows=60000'" in text, (
         "store the notebook executed at its defaults: "
         "jupyter nbconvert --to notebook --execute --inplace notebooks/plain_vs_paillier.ipynb"
     )

@@ -166,6 +166,15 @@ def test_missing_matplotlib_skips_with_one_line(runs, tmp_path, monkeypatch, cap
     assert len(err.strip().splitlines()) == 1 and "pip install matplotlib" in err
 
 
+def test_preload_imports_matplotlib_in_the_background_or_does_nothing(monkeypatch):
+    from fedids.report import preload
+
+    preload().join(timeout=60)
+    assert "matplotlib.backends.backend_agg" in sys.modules
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    preload().join(timeout=60)  # no matplotlib: no error, the report says it later
+
+
 def test_recorded_baseline_and_quality_warning_are_shown(runs, tmp_path):
     def edit(doc):
         doc["quality_warning"] = "the final model is not clearly better than the baseline"
@@ -241,6 +250,22 @@ def test_wrong_types_in_records_do_not_break_the_figure(runs, tmp_path):
     run = load_run(copy_run(runs["paillier"], tmp_path / "junk", scramble))
     fig = draw([run, load_run(runs["plain"])])
     assert len([t for t in titles(fig) if t.startswith("Confusion matrix")]) == 2
+
+
+def test_labels_tell_runs_apart(runs, tmp_path):
+    def binary(doc):
+        doc["classification"] = "binary"
+
+    plain, paillier = load_run(runs["plain"]), load_run(runs["paillier"])
+    other = load_run(copy_run(runs["plain"], tmp_path / "b" / "plain", binary))
+    twin = load_run(copy_run(runs["plain"], tmp_path / "c" / "plain"))
+    assert run_labels([plain, paillier]) == ["plain, IID, sync", "paillier, IID, sync"]
+    assert run_labels([plain, other]) == ["plain, IID, sync, multi", "plain, IID, sync, binary"]
+    # same settings and same run name: the folder tells them apart
+    assert run_labels([twin, plain, paillier]) == [
+        "plain, IID, sync (c/plain)", f"plain, IID, sync ({runs['plain'].parent.name}/plain)",
+        "paillier, IID, sync"]
+    assert run_labels([plain, plain]) == ["plain, IID, sync (#1)", "plain, IID, sync (#2)"]
 
 
 def test_bad_run_directories_get_one_line_each(runs, tmp_path, capsys):

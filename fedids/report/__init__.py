@@ -2,14 +2,15 @@
 
 Public API (matplotlib is imported only when a figure is drawn):
 
-- :func:`write_run_report` - ``report.png`` beside a run's ``metrics.json``
+- :func:`write_run_report` - ``report.png`` beside a run's ``metrics.json``; a run may call
+  :func:`preload` when it starts so that the matplotlib import is not paid at its end
 - :func:`write_report` - ``fedids report``: several runs overlaid, PNG or HTML
 - :func:`plot_real_data`, :func:`plot_stragglers`, :func:`plot_peers` - a PNG beside a
   benchmark's JSON (the JSON shapes are in each function's docstring)
 """
 
 from fedids.report.bench_plots import plot_real_data, plot_stragglers
-from fedids.report.canvas import MatplotlibMissing
+from fedids.report.canvas import MatplotlibMissing, preload
 from fedids.report.figure import REPORT_FILE, build_figure, write_run_report
 from fedids.report.output import write_report
 from fedids.report.peers_plot import plot_peers
@@ -25,6 +26,7 @@ __all__ = [
     "plot_peers",
     "plot_real_data",
     "plot_stragglers",
+    "preload",
     "write_report",
     "write_run_report",
 ]

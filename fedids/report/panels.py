@@ -102,13 +102,14 @@ def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     ax.set_title("Per-class recall, last round")
     lasts = [run.last_with("per_class") for run in runs]
     classes: list[str] = []
-    support: dict[str, int] = {}
+    support: dict[str, set[int]] = {}
     for rec in lasts:
         for name, figures in _per_class(rec).items():
             if name not in classes:
                 classes.append(name)
-            if isinstance(figures, dict) and name not in support:
-                support[name] = int(figures.get("support") or 0)
+            n = figures.get("support") if isinstance(figures, dict) else None
+            if isinstance(n, int) and not isinstance(n, bool):
+                support.setdefault(name, set()).add(n)
     if not classes:
         no_data(ax, "per-class recall")
         return
@@ -132,7 +133,9 @@ def per_class_recall(ax: Any, runs: list[RunData], labels: list[str]) -> None:
                     color="white" if isinstance(v, int | float) and v > 0.85 else "black")
     ax.set_yticks(pos)
     single = len(runs) == 1
-    ax.set_yticklabels([f"{c}\n(n={support.get(c, 0):,})" if single else c for c in classes])
+    # flows per class, when every run validated on the same number (same splits)
+    ax.set_yticklabels([f"{c}\n(n={next(iter(support[c])):,})" if len(support.get(c, ())) == 1
+                        else c for c in classes])
     # classes top to bottom; in multi-run reports, room below the last class for the legend
     ax.set_ylim(len(classes) - 0.5 + (0 if single else 0.55 * len(runs) + 0.2), -0.5)
     ax.set_xlim(0, 1.0)

@@ -235,13 +235,24 @@ def load_run(path: str | Path) -> RunData:
 
 def run_labels(runs: list[RunData]) -> list[str]:
     """Legend labels that tell the runs apart: mode, partition, aggregation, then whatever
-    else differs (classification, dataset), then the run name if still ambiguous."""
+    else differs (classification, dataset), then, for runs still sharing a label, the run
+    name, its folder, or a number."""
     labels = [f"{r.mode}, {r.partition}, {r.aggregation}" for r in runs]
     for attr in ("classification", "dataset"):
         if len({getattr(r, attr) for r in runs}) > 1:
             labels = [f"{lab}, {getattr(r, attr)}" for lab, r in zip(labels, runs, strict=True)]
-    if len(set(labels)) < len(labels):
-        labels = [f"{lab} ({r.name})" for lab, r in zip(labels, runs, strict=True)]
+    suffixes = (lambda i, r: r.name, lambda i, r: f"{r.path.parent.name}/{r.path.name}",
+                lambda i, r: f"#{i + 1}")
+    for base in sorted(set(labels)):
+        group = [i for i, lab in enumerate(labels) if lab == base]
+        if len(group) == 1:
+            continue
+        for suffix in suffixes:
+            named = [f"{base} ({suffix(i, runs[i])})" for i in group]
+            if len(set(named)) == len(named):
+                for i, lab in zip(group, named, strict=True):
+                    labels[i] = lab
+                break
     return labels
 
 
