@@ -167,12 +167,17 @@ def test_missing_matplotlib_skips_with_one_line(runs, tmp_path, monkeypatch, cap
 
 
 def test_preload_imports_matplotlib_in_the_background_or_does_nothing(monkeypatch):
+    import threading
+
     from fedids.report import preload
 
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
     preload().join(timeout=60)
     assert "matplotlib.backends.backend_agg" in sys.modules
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     preload().join(timeout=60)  # no matplotlib: no error, the report says it later
+    assert errors == []
 
 
 def test_recorded_baseline_and_quality_warning_are_shown(runs, tmp_path):
