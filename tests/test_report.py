@@ -360,3 +360,40 @@ def test_peers_plot(tmp_path):
     assert plot_peers(single, tmp_path / "single.png").is_file()
     with pytest.raises(ReportError, match="peers"):
         plot_peers({}, tmp_path / "x.png")
+
+
+def test_real_data_plot_reads_the_benchmarks_own_rows(tmp_path):
+    from fedids.report.real_data_plot import _long_records
+
+    rows = [{"file": "a.csv", "classification": "multi", "majority": 0.1, "forest": 0.9,
+             "torch": 0.5, "references": {"x": 1},
+             "federated": {"plain iid": {"macro_f1": 0.8},
+                           "paillier dir": {"macro_f1": 0.1, "quality_warning": "learned nothing"},
+                           "paillier iid": {"macro_f1": None, "error": "boom"}}}]
+    long = {r["method"]: r for r in _long_records(rows)}
+    assert set(long) == {"majority", "random_forest", "torch_central", "fed_plain_iid",
+                         "fed_paillier_dirichlet", "fed_paillier_iid"}
+    assert long["fed_paillier_dirichlet"]["quality_warning"] == "learned nothing"
+    assert long["fed_paillier_iid"]["macro_f1"] is None
+    assert_real_png(plot_real_data(rows, tmp_path / "rows.png"), (1000, 500))
+
+
+def test_peers_plot_reads_the_bench_json(tmp_path):
+    from fedids.report.peers_plot import _get, _peer_sets
+
+    packed = {"encrypt_seconds": 3.4, "encrypt_seconds_per_client": 0.34,  # total vs per device
+              "decrypt_seconds": 1.0, "aggregate_seconds": 0.1, "upload_bytes_per_client": 30096,
+              "download_bytes_per_client": 30096, "max_abs_error": 3e-6}
+    ckks = {"encrypt_seconds_per_client": 0.05, "decrypt_seconds": 0.03,
+            "aggregate_seconds": 0.05, "upload_bytes_per_client": 470149,
+            "download_bytes_per_client": 470162, "max_abs_error": 3e-8}
+    doc = {"settings": {"clients": 2}, "peers": {"5125": {
+        "settings": {"clients": 10}, "ckks": ckks, "packed": packed,
+        "packed_client_over_ckks": 17.4, "breakeven_link_mbit_per_s": 5.2}}}
+    [(label, group)] = _peer_sets(doc)
+    assert label == "5,125 parameters"
+    assert _get(group["packed"], "encrypt") == 0.34
+    assert _get(group["ckks"], "server") == 0.05 and _get(group["ckks"], "up") == 470149
+    assert_real_png(plot_peers(doc, tmp_path / "bench.png"), (1500, 500))
+    with pytest.raises(ReportError, match="TenSEAL"):
+        plot_peers({"peers": {}}, tmp_path / "none.png")

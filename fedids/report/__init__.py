@@ -9,12 +9,13 @@ Public API (matplotlib is imported only when a figure is drawn):
   benchmark's JSON (the JSON shapes are in each function's docstring)
 """
 
-from fedids.report.bench_plots import plot_real_data, plot_stragglers
 from fedids.report.canvas import MatplotlibMissing, preload
 from fedids.report.figure import REPORT_FILE, build_figure, write_run_report
 from fedids.report.output import write_report
 from fedids.report.peers_plot import plot_peers
+from fedids.report.real_data_plot import plot_real_data
 from fedids.report.runs import ReportError, RunData, load_run
+from fedids.report.stragglers_plot import plot_stragglers
 
 __all__ = [
     "REPORT_FILE",

@@ -12,27 +12,57 @@ from typing import Any
 
 import numpy as np
 
-from fedids.report.bench_plots import label_bars, num, short_number, title
+from fedids.report.bench_common import label_bars, num, short_number, title
 from fedids.report.canvas import new_figure, save_png, style
 from fedids.report.runs import ReportError
 
 SCHEME_LABELS = {
+    "packed": "packed Paillier",
     "packed_paillier": "packed Paillier",
     "paillier": "packed Paillier",
     "ckks": "CKKS (TenSEAL, NVFlare settings)",
 }
+#: each figure, and the keys it may be recorded under (first found wins): the documented
+#: names, then those of ``fedids bench --json`` (where a packed "encrypt_seconds" is the
+#: total over all clients, so the per-client key comes first)
+KEYS = {
+    "encrypt": ("encrypt_seconds_per_client", "encrypt_seconds"),
+    "decrypt": ("decrypt_seconds",),
+    "client": ("client_seconds",),
+    "server": ("server_seconds", "aggregate_seconds"),
+    "up": ("upload_bytes", "upload_bytes_per_client"),
+    "down": ("download_bytes", "download_bytes_per_client"),
+    "error": ("max_error", "max_abs_error"),
+}
+
+
+def _get(metrics: Mapping[str, Any], figure: str) -> float | None:
+    for key in KEYS[figure]:
+        value = num(metrics.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _is_scheme(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(k in value for ks in KEYS.values() for k in ks)
 
 
 def _peer_sets(doc: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(model-size label, {scheme: metrics}) for each model size in ``doc``."""
     peers = doc.get("peers")
-    if isinstance(peers, Mapping):
+    if isinstance(peers, Mapping) and peers and all(str(k).isdigit() for k in peers):
+        return [(f"{int(k):,} parameters", group) for k, group in peers.items()
+                if isinstance(group, Mapping)]  # fedids bench --json: {"5125": {...}}
+    if isinstance(peers, Mapping) and peers:
         size = doc.get("n_params")
         return [(f"{size:,} parameters" if isinstance(size, int) else "weights", peers)]
-    if isinstance(peers, Sequence) and not isinstance(peers, str):
+    if isinstance(peers, Sequence) and not isinstance(peers, str) and peers:
         return [(f"{p['n_params']:,} parameters" if isinstance(p.get("n_params"), int)
                  else f"set {i + 1}", p.get("schemes") or {})
                 for i, p in enumerate(peers) if isinstance(p, Mapping)]
-    raise ReportError("peer benchmark document has no 'peers' object or list")
+    raise ReportError("peer benchmark document has no 'peers' object or list (was TenSEAL "
+                      "installed when the benchmark ran?)")
 
 
 def _pair(ax: Any, x: np.ndarray, width: float, first: list[float | None],
@@ -64,10 +94,16 @@ def plot_peers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
                                        "label": "optional legend text"},
                    "ckks": {...same fields...}}}
 
-    or several model sizes: ``{"peers": [{"n_params": 5125, "schemes": {...}}, ...]}``.
+    or several model sizes: ``{"peers": [{"n_params": 5125, "schemes": {...}}, ...]}``,
+    or the whole ``fedids bench --json`` document, whose ``peers`` maps a parameter count to
+    ``{"packed": {...}, "ckks": {...}, "breakeven_link_mbit_per_s": 5.2, "settings": {...}}``
+    (``*_per_client``, ``aggregate_seconds`` and ``max_abs_error`` are read there).
     """
     sets = _peer_sets(doc)
-    schemes = list(dict.fromkeys(s for _, group in sets for s in group))
+    schemes = list(dict.fromkeys(s for _, group in sets for s, m in group.items()
+                                 if _is_scheme(m)))
+    order = list(SCHEME_LABELS)  # packed Paillier first, then its peers, then the unknown
+    schemes.sort(key=lambda s: order.index(s) if s in order else len(order))
     if not schemes:
         raise ReportError("peer benchmark document names no scheme")
     width = min(0.8 / len(schemes), 0.3)
@@ -80,29 +116,28 @@ def plot_peers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
             ms = [group.get(scheme) or {} for _, group in sets]
             label = next((str(m["label"]) for m in ms if m.get("label")),
                          SCHEME_LABELS.get(scheme, scheme))
-            errors = [e for e in (num(m.get("max_error")) for m in ms) if e is not None]
+            errors = [e for e in (_get(m, "error") for m in ms) if e is not None]
             if errors:
                 error_notes.append(f"{label} " + ", ".join(f"{e:.1e}" for e in errors))
             x = pos - width * len(schemes) / 2 + width * (j + 0.5)
             colour = f"C{j}"
 
-            def ms_of(key: str, metrics: list[Mapping[str, Any]] = ms) -> list[float | None]:
-                return [None if (v := num(m.get(key))) is None else v * 1000 for m in metrics]
+            def ms_of(figure: str, metrics: list[Mapping[str, Any]] = ms) -> list[float | None]:
+                return [None if (v := _get(m, figure)) is None else v * 1000 for m in metrics]
 
-            enc, dec = ms_of("encrypt_seconds"), ms_of("decrypt_seconds")
+            enc, dec = ms_of("encrypt"), ms_of("decrypt")
             if all(v is None for v in enc + dec):
-                enc = ms_of("client_seconds")
+                enc = ms_of("client")
                 _pair(axes[0], x, width, enc, dec, colour, (f"{label}: client", ""))
             else:
                 _pair(axes[0], x, width, enc, dec, colour,
                       (f"{label}: encrypt", f"{label}: decrypt"))
-            server = ms_of("server_seconds")
+            server = ms_of("server")
             bars = axes[1].bar(x, [np.nan if v is None else v for v in server],
                                width=width * 0.95, color=colour, label=label)
             label_bars(axes[1], bars, server, short_number)
-            up = [None if (v := num(m.get("upload_bytes"))) is None else v / 1024 for m in ms]
-            down = [None if (v := num(m.get("download_bytes"))) is None else v / 1024
-                    for m in ms]
+            up = [None if (v := _get(m, "up")) is None else v / 1024 for m in ms]
+            down = [None if (v := _get(m, "down")) is None else v / 1024 for m in ms]
             _pair(axes[2], x, width, up, down, colour, (f"{label}: up", f"{label}: down"))
         panels = (("Device time per round (encrypt, decrypt)", "milliseconds (log scale)"),
                   ("Server time per aggregation", "milliseconds (log scale)"),
@@ -119,12 +154,17 @@ def plot_peers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
             low, high = ax.get_ylim()
             ax.set_ylim(low, high * 30)  # room for the legend above the tallest bar
             ax.legend(loc="upper left", fontsize=8.5)
-        clients = doc.get("clients")
+        clients = doc.get("clients") or next(
+            (g["settings"].get("clients") for _, g in sets
+             if isinstance(g.get("settings"), Mapping)), None)
+        breakeven = [f"{v:.1f} Mbit/s ({name})" for name, g in sets
+                     if (v := num(g.get("breakeven_link_mbit_per_s"))) is not None]
         title(fig, "Packed Paillier vs CKKS on the same weight vectors"
               + (f" ({clients} clients)" if clients else ""), doc,
-              "one run, interleaved repetitions on one machine; lower is better in every panel"
-              + ("; max error vs exact FedAvg: " + "; ".join(error_notes) if error_notes
-                 else ""))
-        fig.subplots_adjust(top=1 - 1.3 / fig.get_figheight(), bottom=0.11, left=0.05,
+              ["one run, interleaved repetitions on one machine; lower is better in every panel",
+               "max error vs exact FedAvg: " + "; ".join(error_notes) if error_notes else "",
+               "packed Paillier is faster end to end (CPU + transfer) on links slower than "
+               + ", ".join(breakeven) if breakeven else ""])
+        fig.subplots_adjust(top=1 - 1.55 / fig.get_figheight(), bottom=0.11, left=0.05,
                             right=0.98, wspace=0.25)
         return save_png(fig, out_png)
