@@ -185,12 +185,15 @@ def test_recorded_baseline_and_quality_warning_are_shown(runs, tmp_path):
         doc["quality_warning"] = "the final model is not clearly better than the baseline"
         doc["synthetic_data"] = False
         doc["dataset"] = "csv"
+        doc["setup_seconds"] = 2.5  # the statistics passes before round 1
         for r in doc["rounds"]:
             r["baseline_macro_f1"] = 0.123
 
     run = load_run(copy_run(runs["plain"], tmp_path / "run", edit))
     fig = draw([run])
     text = figure_texts(fig)
+    time_axes = next(ax for ax in fig.axes if ax.get_title().startswith("Time split"))
+    assert [t.get_text() for t in time_axes.get_xticklabels()][0] == "setup"
     assert "Quality warning, the final model is not clearly better" in text
     assert "SYNTHETIC" not in text
     f1_axes = next(ax for ax in fig.axes if ax.get_title().startswith("Macro-F1"))

@@ -26,6 +26,7 @@ PHASE_COLOURS = {
     "aggregate": "#55A868",
     "decrypt": "#C44E52",
 }
+SETUP_COLOUR = "#9E9E9E"
 RUN_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
 WARNING_COLOUR = "#B00020"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fedids.report.canvas import PHASE_COLOURS, RUN_HATCHES, no_data
+from fedids.report.canvas import PHASE_COLOURS, RUN_HATCHES, SETUP_COLOUR, no_data
 from fedids.report.runs import TIME_PHASES, RunData
 
 
@@ -184,7 +184,8 @@ def time_split(ax: Any, runs: list[RunData], labels: list[str]) -> None:
 
     Train, encrypt and decrypt are the mean over devices; aggregate is the server's.
     The black tick is the round's wall-clock time (communication, evaluation and devices
-    working one after the other make up the rest).
+    working one after the other make up the rest). A run that recorded ``setup_seconds``
+    (the statistics passes before round 1) gets a grey "setup" bar at round 0.
     """
     ax.set_title("Time split per round")
     data = [run.time_split() for run in runs]
@@ -202,6 +203,11 @@ def time_split(ax: Any, runs: list[RunData], labels: list[str]) -> None:
                    hatch=RUN_HATCHES[i % len(RUN_HATCHES)], edgecolor="white", linewidth=0.5)
             bottom += values
         top = max([top, *bottom, *(w for w in wall if w is not None)])
+        setup = _setup_seconds(runs[i])
+        if setup is not None:
+            ax.bar([-0.4 + width * (i + 0.5)], [setup], width=width * 0.9, color=SETUP_COLOUR,
+                   hatch=RUN_HATCHES[i % len(RUN_HATCHES)], edgecolor="white", linewidth=0.5)
+            top = max(top, setup)
         walls = [(p, w) for p, w in zip(pos, wall, strict=True) if w is not None]
         if walls:
             ax.scatter([p for p, _ in walls], [w for _, w in walls], marker="_", s=250,
@@ -213,6 +219,8 @@ def time_split(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     if len(runs) > 1:
         handles += [Patch(facecolor="white", edgecolor="0.3", hatch=RUN_HATCHES[i % 6] * 2,
                           label=label) for i, label in enumerate(labels)]
+    if any(_setup_seconds(run) is not None for run in runs):
+        handles.insert(0, Patch(facecolor=SETUP_COLOUR, label="setup before round 1"))
     from matplotlib.lines import Line2D
 
     handles.append(Line2D([], [], color="black", marker="_", ls="", markersize=14,
@@ -222,7 +230,18 @@ def time_split(ax: Any, runs: list[RunData], labels: list[str]) -> None:
     ax.set_ylabel("seconds")
     _headroom(ax, top, -(-len(handles) // columns))
     _round_ticks(ax, runs)
+    if handles[0].get_label() == "setup before round 1":
+        ticks = [0, *(t for t in ax.get_xticks() if t >= 1)]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["setup", *(f"{t:g}" for t in ticks[1:])])
     ax.grid(axis="x", visible=False)
+
+
+def _setup_seconds(run: RunData) -> float | None:
+    value = run.header.get("setup_seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        return None
+    return float(value)
 
 
 def upload_bytes(ax: Any, runs: list[RunData], labels: list[str]) -> None:
