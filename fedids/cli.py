@@ -13,9 +13,7 @@ import logging
 import sys
 
 #: subcommand modules, in the order ``fedids --help`` lists them
-COMMANDS = (
-    "synth", "demo", "report", "keygen", "bench", "detect", "subscribe", "eaas", "certs",
-)
+COMMANDS = ("synth", "demo", "report", "keygen", "bench", "detect", "subscribe", "eaas", "certs")
 
 
 def build_parser() -> argparse.ArgumentParser:
