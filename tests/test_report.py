@@ -352,6 +352,15 @@ def test_real_data_plot(tmp_path):
 def test_straggler_plot(tmp_path):
     out = plot_stragglers(copy.deepcopy(FAKE_STRAGGLERS), tmp_path / "stragglers.png")
     assert_real_png(out, (1500, 500))
+    # the shape benchmarks/stragglers.py writes: settings under "setup", per-variant target,
+    # baseline and setup time, a "comparison" object that is not a variant
+    doc = copy.deepcopy(FAKE_STRAGGLERS)
+    setup = {k: doc.pop(k) for k in ("devices", "slow_factor", "mode")}
+    doc["setup"] = setup
+    doc["comparison"] = {"time_to_target_ratio": None, "criteria": {}}
+    for variant in ("sync", "buffered"):
+        doc[variant].update(target_macro_f1=0.85, baseline_macro_f1=0.2, setup_seconds=40.0)
+    assert_real_png(plot_stragglers(doc, tmp_path / "benchmark.png"), (1500, 500))
     with pytest.raises(ReportError, match="variant"):
         plot_stragglers({"devices": 4}, tmp_path / "x.png")
 

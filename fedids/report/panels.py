@@ -263,7 +263,7 @@ def upload_bytes(ax: Any, runs: list[RunData], labels: list[str]) -> None:
         pos = np.asarray(xs, dtype=float) - 0.4 + width * (i + 0.5)
         devices = max(len(s) for s in sizes)
         ax.bar(pos, mean, width=width * 0.9, color=run_colour(i), yerr=err, capsize=3,
-               label=f"{label}: {mean.mean():,.1f} KB per round ({devices} devices)")
+               label=f"{label}: {mean.mean():,.1f} KB (up to {devices} devices a round)")
         top = max(top, max(float(k.max()) for k in kb))
     ax.set_ylabel("KB sent up per device (1 KB = 1,024 bytes)")
     _headroom(ax, top, len(runs))

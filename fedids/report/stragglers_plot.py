@@ -32,18 +32,29 @@ def plot_stragglers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
                   "aggregations": 10,
                   "aggregations_with_slow_device": 10},
          "buffered": {...same fields...},
-         "target_macro_f1": 0.92,      # optional; default: sync final_macro_f1 - 0.01
+         "target_macro_f1": 0.92,      # optional (also read per variant); default: sync
+                                       # final_macro_f1 - 0.01
          "devices": 4, "slow_factor": 4, "mode": "paillier",   # optional, for the title
+                                       # (also read from a "setup" object)
          "synthetic_data": false}      # optional
+
+    A variant's ``baseline_macro_f1`` (majority class) is drawn as a dotted line, and its
+    ``setup_seconds`` is named on the time axis (the curve's clock starts after setup).
     """
     variants = _variants(doc)
     if not variants:
         raise ReportError("straggler document has no variant ('sync', 'buffered', ...)")
+    setup_doc = doc.get("setup") if isinstance(doc.get("setup"), Mapping) else {}
+    info = {k: doc.get(k, setup_doc.get(k)) for k in ("devices", "slow_factor", "mode")}
     target = num(doc.get("target_macro_f1"))
+    if target is None:
+        target = next((t for n in variants if (t := num(doc[n].get("target_macro_f1")))), None)
     sync_final = num(doc.get("sync", {}).get("final_macro_f1")) if "sync" in doc else None
     target_note = "target macro-F1"
     if target is None and sync_final is not None:
         target, target_note = sync_final - 0.01, "target: sync final macro-F1 - 0.01"
+    baselines = [b for n in variants if (b := num(doc[n].get("baseline_macro_f1"))) is not None]
+    setups = [s for n in variants if (s := num(doc[n].get("setup_seconds")))]
     with style():
         fig = new_figure(18, 5.8)
         ax_curve, ax_time, ax_agg = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
@@ -67,14 +78,20 @@ def plot_stragglers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
         if target is not None:
             ax_curve.axhline(target, color="0.2", ls="--", lw=1, label=f"{target_note} "
                              f"({target:.3f})")
+        if baselines:
+            ax_curve.axhline(max(baselines), color="0.45", ls=":", lw=1.2,
+                             label=f"majority-class baseline ({max(baselines):.3f})")
         flagged = any(len(p) > 2 for n in variants for p in doc[n].get("curve") or [])
         if flagged:
             ax_curve.scatter([], [], facecolor="white", edgecolor="0.3", s=28,
                              label="aggregation without the slow device")
-        ax_curve.set_xlabel("wall-clock time since the run started (s)")
+        ax_curve.set_xlabel(
+            "wall-clock seconds after setup (setup took " + ", ".join(
+                f"{v:.0f}" for v in setups) + " s)" if setups
+            else "wall-clock time since the run started (s)")
         ax_curve.set_ylabel("macro-F1 (0-1)")
         ax_curve.set_title("Macro-F1 over time (dotted: target reached)")
-        ax_curve.legend(loc="lower right")
+        ax_curve.legend(loc="best")
 
         times = [num(doc[n].get("time_to_target_s")) for n in variants]
         bars = ax_time.bar(variants, [t or 0.0 for t in times],
@@ -110,9 +127,9 @@ def plot_stragglers(doc: Mapping[str, Any], out_png: str | Path) -> Path:
         ax_agg.legend(loc="upper left")
         ax_agg.grid(axis="x", visible=False)
         setup = ", ".join(str(s) for s in (
-            f"{doc['devices']} devices" if doc.get("devices") else None,
-            f"one {doc['slow_factor']}x slower" if doc.get("slow_factor") else None,
-            f"{doc['mode']} mode" if doc.get("mode") else None) if s)
+            f"{info['devices']} devices" if info["devices"] else None,
+            f"one {info['slow_factor']}x slower" if info["slow_factor"] else None,
+            f"{info['mode']} mode" if info["mode"] else None) if s)
         title(fig, "Stragglers: sync vs buffered aggregation" + (f" ({setup})" if setup
               else ""), doc, "same data and seed" + ("; filled dots: the slow device contributed"
                                                    if flagged else ""))
