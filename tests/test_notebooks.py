@@ -46,7 +46,7 @@ def test_committed_notebook_shows_real_outputs_at_its_defaults():
     text = _text(nb)
     assert "3 rounds, multi classification, overrides: 'dataset.rows=60000'" in text, (
         "store the notebook executed at its defaults: "
-        "jupyter nbconvert --to notebook --execute --inplace notebooks/plain_vs_paillier.ipynb"
+        "python notebooks/execute.py"
     )
     assert not any(o.get("output_type") == "error" for o in _outputs(nb))
     assert len(_images(nb)) == 2
