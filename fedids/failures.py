@@ -420,6 +420,8 @@ def describe_failure(failure: Any) -> str:
     if line is not None:
         return line
     text = str(failure)
+    if "Message Unavailable" in text:
+        return "a device did not reply within federation.round_timeout (its message expired)"
     m = _REASON.search(text)
     if m is not None:
         reason = m.group("reason").strip()
@@ -432,8 +434,8 @@ def describe_failure(failure: Any) -> str:
             cls = dep.group("cls").rsplit(".", 1)[-1]
             return collapse(f"a device (id unknown) raised {cls}: {dep.group('msg')}")
         return collapse(f"a device (id unknown) failed: {reason}")
-    if "Expected one Message but got: 0" in text:
-        return "a device did not reply within federation.round_timeout"
+    if "Expected one Message but got: 0" in text or "Message Unavailable" in text:
+        return "a device did not reply within federation.round_timeout (its message expired)"
     return collapse(f"a device failed: {type(failure).__name__}: {text}")
 
 

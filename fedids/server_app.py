@@ -118,6 +118,7 @@ def make_server(
         simulation=simulation,
         save_plain_parameters=cfg["mode"]["name"] == "plain",
         setup_timeout=float(cfg["federation"].get("setup_timeout") or 0) or None,
+        write_report=bool(cfg.get("report", True)),
     )
 
     def check_devices(n: int) -> None:

@@ -54,6 +54,7 @@ class RunPlan:
     simulation: bool
     save_plain_parameters: bool
     setup_timeout: float | None = None  # statistics phase (None: the round timeout)
+    write_report: bool = False  # report.png beside metrics.json at the end
 
 
 def payload_bytes(parameters: Parameters, metrics: dict[str, Any] | None) -> int:
@@ -384,11 +385,26 @@ class FedIDSServer(Server):
 
     # -- the run -----------------------------------------------------------------------------------
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
+        if self.plan.write_report:
+            from fedids.report import preload
+
+            preload()  # matplotlib's import overlaps the run, drawing at the end is cheap
         try:
             return self._run(num_rounds, timeout)
         except BaseException as exc:
             self.recorder.fail(explain(exc)[0])
+            self._draw_report()
             raise
+
+    def _draw_report(self) -> None:
+        if not self.plan.write_report:
+            return
+        try:
+            from fedids.report import write_run_report
+
+            write_run_report(self.recorder.run_path)
+        except Exception as exc:  # noqa: BLE001 - a figure never fails a finished run
+            log.warning("report.png not drawn: %s", explain(exc)[0])
 
     def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         history = History()
@@ -416,6 +432,7 @@ class FedIDSServer(Server):
             + f"\n\nartifacts: {self.recorder.run_path}\n",
             flush=True,
         )
+        self._draw_report()
         if self.on_finish is not None:
             self.on_finish(self.recorder)
         return history, time.perf_counter() - start
