@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from flwr.common import Context, EvaluateRes, FitRes, Scalar, parameters_to_ndarrays
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
+from fedids.deploy.waiting import BoundedClientManager  # moved; the import keeps old users
 from fedids.metrics import from_confusion
 
 log = logging.getLogger("fedids.server")
@@ -191,26 +191,6 @@ class RecordingMixin:
                 flush=True,
             )
         return loss, metrics
-
-
-class BoundedClientManager(SimpleClientManager):
-    """Waits for devices at most ``timeout`` seconds (Flower's default waits a day).
-
-    A crashed device is dropped by the SuperLink after its heartbeat expires; without a
-    bound the next round would wait for ``min_available_clients`` forever.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = float(timeout)
-
-    def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
-        if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
-            raise RuntimeError(
-                f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
-                f"devices connected after {self.timeout:.0f} s; stopping"
-            )
-        return True
 
 
 class PlainRecordingFedAvg(RecordingMixin, FedAvg):
