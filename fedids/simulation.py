@@ -18,7 +18,6 @@ their driver by seconds to minutes. Ray is kept on 127.0.0.1 (see ``flower_env``
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -30,15 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedids.deploy.connection import write_connection
-from fedids.deploy.flower import (
-    DeployError,
-    end_run_processes,
-    flower_bin,
-    flower_env,
-    run_processes,
-    start_superlink,
-)
-from fedids.deploy.flwr_cli import run_id_in, stop_run
+from fedids.deploy.flower import flower_bin, flower_env, run_processes, start_superlink
+from fedids.deploy.flwr_cli import close_run, interrupted
 from fedids.deploy.proctrack import PidStart, Proc, new_group_tag, sigterm_raises, terminate_group
 
 CONNECTION = "fedids-sim"
@@ -92,7 +84,7 @@ class SimulationLink:
         proc = Proc(name="flwr-run", popen=popen, log_path=self.log_path)
         out_lines: list[str] = []
         deadline = time.monotonic() + timeout
-        ended = False
+        still_running = True
         try:
             assert popen.stdout is not None
             with open(self.log_path, "a") as log:
@@ -106,21 +98,19 @@ class SimulationLink:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"flwr run did not finish within {timeout:.0f} s")
             popen.wait(timeout=max(1.0, deadline - time.monotonic()))
-            # the log stream ends when the run has finished, unless the CLI was interrupted
-            interrupted = any("Exiting logstream" in line for line in out_lines[-3:])
-            ended = popen.returncode == 0 and not interrupted
+            still_running = interrupted(popen.returncode, "".join(out_lines))
         finally:
             proc.stop()
-            self._end_run("".join(out_lines), still_running=not ended)
+            close_run(
+                self.env,
+                self.flwr_home,
+                "".join(out_lines),
+                still_running=still_running,
+                group=self.group,
+                daemons=[self.superlink],
+                connection=CONNECTION,
+            )
         return subprocess.CompletedProcess(cmd, popen.returncode, "".join(out_lines), "")
-
-    def _end_run(self, output: str, *, still_running: bool) -> None:
-        """Stop the run on the SuperLink if it may still be going, then end its processes."""
-        run_id = run_id_in(output)
-        if still_running and run_id is not None:
-            with contextlib.suppress(DeployError, OSError):
-                stop_run(self.env, self.flwr_home, run_id, connection=CONNECTION)
-        end_run_processes(self.group, [self.superlink])
 
 
 @contextmanager

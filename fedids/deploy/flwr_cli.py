@@ -8,6 +8,7 @@ tests and scripts need (run id, status, the node id a registration got).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fedids.deploy.connection import CONNECTION
-from fedids.deploy.flower import DeployError, flower_bin, spawn
-from fedids.deploy.proctrack import Proc
+from fedids.deploy.flower import DeployError, end_run_processes, flower_bin, spawn
+from fedids.deploy.proctrack import PidStart, Proc
 
 
 def flwr(
@@ -165,3 +166,32 @@ def flwr_run(
     started = time.monotonic()
     proc = start_flwr_run(app, env, run_config, connection=connection, log_path=log_path)
     return finish_run(proc, timeout, started)
+
+
+def interrupted(returncode: int | None, output: str) -> bool:
+    """True if ``flwr run --stream`` ended before its run did (timeout, signal, error).
+
+    The stream ends by itself only when the run has finished; SIGINT makes the CLI print
+    "Exiting logstream" and exit 0 while the run goes on at the SuperLink.
+    """
+    return returncode != 0 or "Exiting logstream" in output[-500:]
+
+
+def close_run(
+    env: Mapping[str, str],
+    cwd: Path,
+    output: str,
+    *,
+    still_running: bool,
+    group: str,
+    daemons: list[Proc],
+    connection: str = CONNECTION,
+) -> list[PidStart]:
+    """After ``flwr run`` exited: stop the run if it may still be going, then end its
+    processes (group ``group``, sparing ``daemons`` and their superexec). Returns survivors.
+    """
+    run_id = run_id_in(output)
+    if still_running and run_id is not None:
+        with contextlib.suppress(DeployError, OSError):
+            stop_run(env, cwd, run_id, connection=connection)
+    return end_run_processes(group, daemons)

@@ -34,7 +34,9 @@ from fedids.deploy.flower import (
 )
 from fedids.deploy.flwr_cli import (
     RunResult,
+    close_run,
     finish_run,
+    interrupted,
     register_supernode,
     run_id_in,
     run_status,
@@ -192,7 +194,7 @@ class Federation:
         return info.spec
 
     def start_run(self, app: Path | str, run_config: str, *, signed: bool = True) -> Proc:
-        """Start ``flwr run`` against this federation; finish it with :func:`finish_run`.
+        """Start ``flwr run`` against this federation; finish it with :meth:`finish`.
 
         ``app`` is a directory (published and signed first when ``signed``, else uploaded
         unsigned as ``flwr run <dir>`` does) or an app spec already in the registry.
@@ -210,12 +212,30 @@ class Federation:
             cwd=self.workdir,
         )
 
+    def finish(self, run: Proc, timeout: float, started: float | None = None) -> RunResult:
+        """Wait for ``run`` (bounded by ``timeout``); then the run is over on every machine.
+
+        A run the CLI left behind (timeout, interrupted stream) is stopped at the SuperLink,
+        and every process of the run still alive (``flwr-serverapp``, a device's
+        ``flwr-clientapp`` finishing a message Flower no longer needs) is ended by PID.
+        """
+        result = finish_run(run, timeout, started)
+        close_run(
+            self.env,
+            self.workdir,
+            result.output,
+            still_running=interrupted(result.returncode, result.output),
+            group=self.group,
+            daemons=self.daemons(),
+        )
+        return result
+
     def run(
         self, app: Path | str, run_config: str, timeout: float = 300.0, *, signed: bool = True
     ) -> RunResult:
-        """Run ``flwr run`` to completion (bounded by ``timeout``)."""
+        """Run ``flwr run`` to completion (bounded by ``timeout``), see :meth:`finish`."""
         started = time.monotonic()
-        return finish_run(self.start_run(app, run_config, signed=signed), timeout, started)
+        return self.finish(self.start_run(app, run_config, signed=signed), timeout, started)
 
     def status(self, result: RunResult) -> dict[str, Any]:
         """The SuperLink's record of a finished run (``flwr ls --run-id``)."""

@@ -45,9 +45,9 @@ class SigningError(ValueError):
     """A key or bundle that cannot be used; the message names the file."""
 
 
-def generate_signing_key(out_dir: str | Path, name: str, *, overwrite: bool = False) -> tuple[
-    Path, Path
-]:
+def generate_signing_key(
+    out_dir: str | Path, name: str, *, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write ``<name>`` (OpenSSH Ed25519 private key, 0600) and ``<name>.pub``.
 
     The same files as ``ssh-keygen -t ed25519 -N "" -f <name>``; the private key stays with

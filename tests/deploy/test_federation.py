@@ -6,52 +6,31 @@ module shares one federation between the plain run, the Paillier run and the ref
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO
+from deploy_helpers import REPO, explain, metrics, run_config
 
-from fedids.deploy.processes import (
-    EXIT_NODE_REFUSED,
-    Federation,
-    RunResult,
-    finish_run,
-    wait_for_log,
-)
+from fedids.deploy.flower import EXIT_NODE_REFUSED, FAB_NOT_SIGNED, FAB_UNVERIFIED, wait_for_log
+from fedids.deploy.harness import Federation
 
 pytestmark = pytest.mark.e2e
 
-ROWS = "dataset.rows=8000"  # small synthetic data: a run is dominated by Flower's start-ups
-
-
-def run_config(run_dir: Path, run_name: str, rounds: int = 2, **extra: str) -> str:
-    """A ``flwr run -c`` string; ``hydra`` goes into the hydra-overrides key."""
-    hydra = " ".join([ROWS, extra.pop("hydra", "")]).strip()
-    parts = [
-        f"num-server-rounds={rounds}",
-        f"run-dir='{run_dir}'",
-        f"run-name='{run_name}'",
-        f"hydra-overrides='{hydra}'",
-    ]
-    parts += [f"{k.replace('_', '-')}={v}" for k, v in extra.items()]
-    return " ".join(parts)
-
-
-def metrics(run_dir: Path, run_name: str) -> dict:
-    return json.loads((run_dir / run_name / "metrics.json").read_text())
-
-
-def explain(result: RunResult, fed: Federation) -> str:
-    logs = "\n".join(f"--- {p.name}\n{p.log(2000)}" for p in [fed.superlink, *fed.nodes] if p)
-    return f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
-
 
 def test_plain_deployment_with_tls_and_node_auth(deployment: Federation, tmp_path: Path) -> None:
+    """A signed fedids bundle, fetched by the SuperLink from the registry, runs on devices
+    that accept only bundles signed by the federation's publisher key."""
+    downloads = deployment.registry.served["download"]
     result = deployment.run(REPO, run_config(tmp_path, "plain"), timeout=240)
     assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
     assert deployment.status(result)["status"] == "finished:completed"
+    assert "flwr run @fedids/fedids==" in result.output.splitlines()[0]  # the signed bundle
+    assert deployment.registry.served["download"] == downloads + 1
+    for node in deployment.nodes:
+        command = node.log(tail=None).splitlines()[0]
+        assert f"--trusted-entities {deployment.trusted_file}" in command, command
+        assert FAB_UNVERIFIED not in node.log(tail=None) and FAB_NOT_SIGNED not in node.log()
     doc = metrics(tmp_path, "plain")
     assert doc["status"] == "completed" and doc["mode"] == "plain"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
@@ -79,6 +58,7 @@ def test_too_few_devices_stops_instead_of_waiting(deployment: Federation, tmp_pa
     assert status["status"] == "finished:failed", status
     assert "min_available_clients" in status["status-details"], status
     assert metrics(tmp_path, "few")["status"] != "completed"
+    assert deployment.run_processes() == []  # nothing of the failed run is left running
 
 
 def test_paillier_deployment_mixing_eaas_and_local(
@@ -153,7 +133,7 @@ def test_dropout_with_min_one_device_completes(federation, tmp_path: Path) -> No
     started = time.monotonic()
     assert wait_for_log(run, "[ROUND 2]", 150), run.log()
     fed.nodes[1].kill()
-    result = finish_run(run, 240, started)
+    result = fed.finish(run, 240, started)
     assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, fed)
     doc = metrics(tmp_path, "drop1")
     assert doc["status"] == "completed"
@@ -174,8 +154,9 @@ def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
     started = time.monotonic()
     assert wait_for_log(run, "[ROUND 1]", 150), run.log()
     fed.nodes[1].kill()
-    result = finish_run(run, 150, started)
+    result = fed.finish(run, 150, started)
     assert not result.timed_out, explain(result, fed)
+    assert fed.run_processes() == []
     # `flwr run --stream` exits 0 even then: the SuperLink's run record says what happened
     status = fed.status(result)
     assert status["status"] == "finished:failed", status
