@@ -118,13 +118,16 @@ class Federation:
         register: bool = True,
         extra_config: Mapping[str, object] | None = None,
         per_node_config: list[Mapping[str, object]] | None = None,
+        per_node_env: list[Mapping[str, str]] | None = None,
         max_wait_time: float | None = None,
     ) -> list[Proc]:
         """Make a key per device, register it (unless told not to) and start its SuperNode.
 
         ``extra_config`` goes into every device's node-config; ``per_node_config[i]`` into
-        the i-th one's only (its own key-dir, policy...). Registrations run concurrently
-        (each is a CLI start of about 2 s).
+        the i-th one's only (its own key-dir, policy...); ``per_node_env[i]`` into the i-th
+        one's environment (e.g. a test that makes one device misbehave, as a compromised
+        site could, without touching the product). Registrations run concurrently (each is
+        a CLI start of about 2 s).
         """
         names = [f"supernode{len(self.nodes) + i}" for i in range(len(partition_ids))]
         keys: list[Path | None] = [None] * len(names)
@@ -143,9 +146,10 @@ class Federation:
             config: dict[str, object] = {"partition-id": pid, "num-partitions": num_partitions}
             config.update(extra_config or {})
             config.update(per_node_config[i] if per_node_config else {})
+            env = dict(self.env, **(per_node_env[i] if per_node_env else {}))
             node = start_supernode(
                 self.workdir,
-                self.env,
+                env,
                 self.address,
                 name=name,
                 node_config=config,
