@@ -133,8 +133,15 @@ def superlink_command(
     port: int = 9092,
     simulation: bool = False,
     database: Path | None = None,
+    superexec_secret: Path | None = None,
 ) -> list[str]:
-    """The ``flower-superlink`` command line (TLS unless ``tls`` is None)."""
+    """The ``flower-superlink`` command line (TLS unless ``tls`` is None).
+
+    ``superexec_secret``: run ServerApps through a separately started ``flower-superexec``
+    (:func:`superexec_command`) that proves itself with this shared secret; otherwise the
+    SuperLink's Runtime API hands a pending ServerApp task to anyone who asks for it
+    (Flower 1.42 marks the secret EXPERIMENTAL; it is ignored in the default isolation).
+    """
     cmd = [flower_bin("flower-superlink"), "--host", host, "--port", str(port)]
     cmd.append("--disable-runtime-dependency-installation")
     if tls is None:
@@ -148,7 +155,16 @@ def superlink_command(
         cmd.append("--simulation")
     if database is not None:
         cmd += ["--database", str(database)]
+    if superexec_secret is not None:
+        cmd += ["--isolation", "process", "--superexec-auth-secret-file", str(superexec_secret)]
     return cmd
+
+
+def superexec_command(address: str, *, ca_cert: Path | None, secret: Path) -> list[str]:
+    """``flower-superexec``: launches the ServerApps of a SuperLink started with a secret."""
+    cmd = [flower_bin("flower-superexec"), "--runtime-api-address", address]
+    cmd += ["--insecure"] if ca_cert is None else ["--root-certificates", str(ca_cert)]
+    return cmd + ["--superexec-auth-secret-file", str(secret)]
 
 
 def start_superlink(
@@ -161,6 +177,7 @@ def start_superlink(
     port: int | None = None,
     timeout: float = 30.0,
     simulation: bool = False,
+    superexec_secret: Path | None = None,
 ) -> tuple[Proc, str]:
     """Start ``flower-superlink`` and wait until it listens.
 
@@ -170,7 +187,12 @@ def start_superlink(
     """
     port = port or free_port(host)
     cmd = superlink_command(
-        tls=tls, node_auth=node_auth, host=host, port=port, simulation=simulation
+        tls=tls,
+        node_auth=node_auth,
+        host=host,
+        port=port,
+        simulation=simulation,
+        superexec_secret=superexec_secret,
     )
     proc = spawn("superlink", cmd, workdir / "superlink.log", env, workdir)
     try:
@@ -281,11 +303,36 @@ def run_processes(group: str, daemons: list[Proc]) -> list[PidStart]:
     return [(pid, start) for pid, start in members if pid not in keep]
 
 
-def end_run_processes(group: str, daemons: list[Proc], grace: float = 3.0) -> list[PidStart]:
-    """SIGTERM every run process of ``group`` (SIGKILL past ``grace``); returns survivors."""
+def runs_under(pid: int, ancestors: set[int]) -> bool:
+    """True if one of ``ancestors`` is a parent, grandparent... of ``pid``."""
+    for _ in range(32):
+        st = proc_stat(pid)
+        if st is None or st[0] <= 1:
+            return False
+        if st[0] in ancestors:
+            return True
+        pid = st[0]
+    return False
+
+
+def end_run_processes(
+    group: str, daemons: list[Proc], grace: float = 3.0, *, spare: list[Proc] | None = None
+) -> list[PidStart]:
+    """SIGTERM the run processes of ``group`` (SIGKILL past ``grace``); returns survivors.
+
+    Processes running under a ``spare`` daemon are left alone: a device's ``flwr-clientapp``
+    finishing its message. Killing one mid-message wedges its SuperNode in Flower 1.42 (it
+    handled no further message for more than 5 minutes, measured), which is not what a
+    device losing a run looks like; it exits by itself once its message is done.
+    """
+    spared = {p.pid for p in spare or []}
     survivors: list[PidStart] = []
     for _ in range(2):  # a second look catches workers started while we signalled
-        procs = run_processes(group, daemons)
+        procs = [
+            (pid, start)
+            for pid, start in run_processes(group, daemons)
+            if not runs_under(pid, spared)
+        ]
         if not procs:
             break
         survivors = terminate(procs, grace)

@@ -113,8 +113,8 @@ def stop_run(
 
     What that does NOT do in Flower 1.42 (measured): a simulation goes on to its last round;
     in a deployment ``flwr-serverapp`` exits within seconds but each device's
-    ``flwr-clientapp`` finishes the message it is working on. The harnesses therefore also
-    end the run's processes themselves.
+    ``flwr-clientapp`` finishes the message it is working on. The harnesses therefore end
+    the run's server-side processes themselves and wait for the devices'.
     """
     return flwr(["stop", str(run_id), connection], env, cwd, 60)
 
@@ -185,13 +185,15 @@ def close_run(
     still_running: bool,
     group: str,
     daemons: list[Proc],
+    spare: list[Proc] | None = None,
     connection: str = CONNECTION,
 ) -> list[PidStart]:
     """After ``flwr run`` exited: stop the run if it may still be going, then end its
-    processes (group ``group``, sparing ``daemons`` and their superexec). Returns survivors.
+    processes (group ``group``; not ``daemons`` and their superexec, nor what runs under a
+    ``spare`` daemon, see :func:`end_run_processes`). Returns survivors.
     """
     run_id = run_id_in(output)
     if still_running and run_id is not None:
         with contextlib.suppress(DeployError, OSError):
             stop_run(env, cwd, run_id, connection=connection)
-    return end_run_processes(group, daemons)
+    return end_run_processes(group, daemons, spare=spare)

@@ -13,6 +13,7 @@ and ``flwr-clientapp`` processes whatever their parent or session, by PID.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedids.deploy.certs import CertPaths, make_supernode_key, write_certs
+from fedids.deploy.certs import CertPaths, make_supernode_key, write_certs, write_private
 from fedids.deploy.connection import write_connection
 from fedids.deploy.flower import (
     ACTIVATED,
@@ -29,8 +30,11 @@ from fedids.deploy.flower import (
     end_run_processes,
     flower_env,
     run_processes,
+    runs_under,
+    spawn,
     start_superlink,
     start_supernode,
+    superexec_command,
 )
 from fedids.deploy.flwr_cli import (
     RunResult,
@@ -61,19 +65,23 @@ class Federation:
     Use as a context manager (or call :meth:`close`): every process is stopped by PID.
     ``trusted_entities=True`` (the default) starts every SuperNode with
     ``--trusted-entities`` naming this federation's publisher key, and :meth:`start_run`
-    runs signed bundles (``flwr run @publisher/app==version``).
+    runs signed bundles (``flwr run @publisher/app==version``). ``superexec_secret=True``
+    (the default) runs ServerApps through a ``flower-superexec`` holding a shared secret,
+    so the SuperLink's Runtime API does not hand ServerApp tasks to strangers.
     """
 
     workdir: Path
     tls: bool = True
     node_auth: bool = True
     trusted_entities: bool = True
+    superexec_secret: bool = True
     env_extra: Mapping[str, str] | None = None
     superlink: Proc | None = None
     address: str = ""
     nodes: list[Proc] = field(default_factory=list)
     certs: CertPaths | None = None
     registry: RegistryServer | None = None
+    superexec: Proc | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -96,9 +104,22 @@ class Federation:
         write_trusted_entities(self.trusted_file, [public])
         self.registry = RegistryServer(self.store).serve_in_thread()
         link_env = dict(self.env, **{REGISTRY_ENV: self.registry.url})
+        secret = None
+        if self.superexec_secret:
+            secret = self.workdir / "superexec.secret"
+            write_private(secret, secrets.token_hex(32).encode())
         self.superlink, self.address = start_superlink(
-            self.workdir, link_env, tls=self.certs, node_auth=self.node_auth
+            self.workdir,
+            link_env,
+            tls=self.certs,
+            node_auth=self.node_auth,
+            superexec_secret=secret,
         )
+        if secret is not None:
+            cmd = superexec_command(self.address, ca_cert=self.ca_cert, secret=secret)
+            self.superexec = spawn(
+                "superexec", cmd, self.workdir / "superexec.log", link_env, self.workdir
+            )
         write_connection(self.flwr_home, self.address, self.ca_cert)
         return self
 
@@ -220,8 +241,8 @@ class Federation:
         """Wait for ``run`` (bounded by ``timeout``); then the run is over on every machine.
 
         A run the CLI left behind (timeout, interrupted stream) is stopped at the SuperLink,
-        and every process of the run still alive (``flwr-serverapp``, a device's
-        ``flwr-clientapp`` finishing a message Flower no longer needs) is ended by PID.
+        and its server-side processes still alive (``flwr-serverapp``) are ended by PID. A
+        device's ``flwr-clientapp`` is left to finish its message, as on a real device.
         """
         result = finish_run(run, timeout, started)
         close_run(
@@ -231,6 +252,7 @@ class Federation:
             still_running=interrupted(result.returncode, result.output),
             group=self.group,
             daemons=self.daemons(),
+            spare=self.nodes,
         )
         return result
 
@@ -248,24 +270,37 @@ class Federation:
         return run_status(self.env, self.workdir, result.run_id)
 
     def daemons(self) -> list[Proc]:
-        return [p for p in [self.superlink, *self.nodes] if p is not None]
+        return [p for p in [self.superlink, self.superexec, *self.nodes] if p is not None]
 
     def run_processes(self) -> list[PidStart]:
         """Live processes of runs (serverapp, clientapps, ``flwr`` calls), not of the federation."""
         return run_processes(self.group, self.daemons())
 
-    def stop_run(self, run: Proc, grace: float = 3.0) -> list[PidStart]:
-        """``flwr stop`` the run ``run`` started, then end its processes on every machine.
+    def server_run_processes(self) -> list[PidStart]:
+        """Run processes on the SuperLink side: ``flwr-serverapp``, ``flwr`` CLI calls."""
+        nodes = {n.pid for n in self.nodes}
+        return [(p, s) for p, s in self.run_processes() if not runs_under(p, nodes)]
 
-        Flower 1.42 leaves each device's ``flwr-clientapp`` working on its current message
-        for up to a round after a stop; in this harness they are all ours, so they go now.
-        Returns the survivors (none expected).
+    def device_run_processes(self) -> list[PidStart]:
+        """Run processes on the devices: ``flwr-clientapp`` under a SuperNode."""
+        nodes = {n.pid for n in self.nodes}
+        return [(p, s) for p, s in self.run_processes() if runs_under(p, nodes)]
+
+    def stop_run(self, run: Proc, device_timeout: float = 120.0) -> list[PidStart]:
+        """``flwr stop`` the run ``run`` started; end its server side now, then wait up to
+        ``device_timeout`` s for each device's ``flwr-clientapp`` to finish its message
+        (Flower 1.42 lets it; killing it would wedge the SuperNode). Returns what is still
+        running after that (nothing expected).
         """
         run_id = run_id_in(run.log(tail=None))
         if run_id is not None:
             stop_run(self.env, self.workdir, run_id)
         run.wait(10)
-        return end_run_processes(self.group, self.daemons(), grace)
+        end_run_processes(self.group, self.daemons(), spare=self.nodes)
+        deadline = time.monotonic() + device_timeout
+        while self.run_processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return self.run_processes()
 
     # --- tear-down -------------------------------------------------------------------------
 
@@ -275,6 +310,8 @@ class Federation:
             node.begin_stop()
         for node in self.nodes:
             node.finish_stop()
+        if self.superexec is not None:
+            self.superexec.stop()
         if self.superlink is not None:
             self.superlink.stop()
         terminate_group(self.group)

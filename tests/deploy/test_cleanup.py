@@ -35,9 +35,12 @@ def test_flwr_stop_ends_the_run_on_every_machine(deployment: Federation, tmp_pat
     during = labels(deployment.run_processes())
     assert "flwr-serverapp" in during and "flwr" in during, during
     started = time.monotonic()
-    survivors = deployment.stop_run(run)
-    assert survivors == [] and deployment.run_processes() == []
-    assert time.monotonic() - started < 45  # flwr stop (a CLI start) + a few seconds
+    survivors = deployment.stop_run(run, device_timeout=120)
+    took = time.monotonic() - started
+    # the SuperLink side is ended at once; each device's flwr-clientapp finishes its message
+    # (Flower 1.42; killing it would wedge the SuperNode) and exits by itself
+    assert survivors == [] and deployment.run_processes() == [], labels(survivors)
+    assert took < 120
     run_id = run.log(tail=None).split("Successfully started run ")[1].split()[0]
     assert run_status(deployment.env, deployment.workdir, run_id)["status"] == "finished:stopped"
     assert all(node.alive() for node in deployment.nodes)  # the federation itself stays up
