@@ -116,6 +116,14 @@ def device_keypair():
 
 
 @pytest.fixture(scope="session")
+def device_fingerprint(device_keypair) -> str:
+    """What node-config ``expected-fingerprint`` and ``mode.expected_fingerprint`` pin."""
+    from fedids.crypto.keys import fingerprint
+
+    return fingerprint(device_keypair[0])
+
+
+@pytest.fixture(scope="session")
 def device_params() -> CodecParams:
     """The codec of the default ``conf/mode/paillier.yaml`` (what devices and EaaS use)."""
     from fedids.config import compose_config, to_plain

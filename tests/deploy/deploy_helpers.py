@@ -61,3 +61,25 @@ def metrics(run_dir: Path, run_name: str) -> dict:
 def explain(result: RunResult, fed: Federation) -> str:
     logs = "\n".join(f"--- {p.name}\n{p.log(2000)}" for p in [fed.superlink, *fed.nodes] if p)
     return f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
+
+
+def device_config(
+    key_dir: Path | None,
+    *,
+    fingerprint: str | None = None,
+    run_dir: Path | None = None,
+    **policy: object,
+) -> dict[str, object]:
+    """One device's node-config under the device policy of issue 9 (fedids/device/policy.py):
+    its key directory, pinned key fingerprint, own run directory, and any policy key given
+    with underscores (``allow_plain=True``, ``min_contributors=1``, ``max_change="auto"``).
+    """
+    config: dict[str, object] = {}
+    if key_dir is not None:
+        config["key-dir"] = str(key_dir)
+    if fingerprint is not None:
+        config["expected-fingerprint"] = fingerprint
+    if run_dir is not None:
+        config["run-dir"] = str(run_dir)
+    config.update({k.replace("_", "-"): v for k, v in policy.items()})
+    return config

@@ -98,12 +98,20 @@ def test_deployment_reports_progress_then_stops_with_one_line(flower_log):
 def test_deployment_returns_when_devices_arrive():
     manager = BoundedClientManager(30, simulation=False, report_every=0.2)
     grid = _simulated_grid(2)  # only as a source of two real proxies
+    feeder: list = []
 
     def connect_later() -> None:
         time.sleep(0.5)
-        start_update_client_manager_thread(grid, manager)
+        feeder.extend(start_update_client_manager_thread(grid, manager))
 
     threading.Thread(target=connect_later, daemon=True).start()
     started = time.monotonic()
-    assert manager.wait_for(2) is True
-    assert time.monotonic() - started < 10  # Flower's compat thread registers at once
+    try:
+        assert manager.wait_for(2) is True
+        assert time.monotonic() - started < 10  # Flower's compat thread registers at once
+    finally:
+        time.sleep(0.6)
+        if feeder:
+            thread, stop, _ = feeder
+            stop.set()
+            thread.join()
