@@ -25,6 +25,7 @@ COMMANDS = (
     "outbox",
     "eaas",
     "certs",
+    "bundle",
 )
 
 

@@ -13,33 +13,17 @@ from typing import Any
 
 from flwr.common import Context
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-from flwr.server.client_manager import SimpleClientManager
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
-from fedids.failures import FedidsError, RunStopped, server_guard
+from fedids.deploy.waiting import BoundedClientManager
+from fedids.failures import FedidsError, server_guard
 from fedids.logs import route_to_flower
 from fedids.preflight import check_federation, in_simulation, preflight
 from fedids.server.loop import FedIDSServer, RunPlan
 from strategies.fedids_base import FedIDSStrategyBase
 
 log = logging.getLogger("fedids.server")
-
-
-class BoundedClientManager(SimpleClientManager):
-    """Waits for devices at most ``timeout`` seconds (Flower's default waits a day)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = float(timeout)
-
-    def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
-        if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
-            raise RunStopped(
-                f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
-                f"devices connected after {self.timeout:.0f} s; stopping"
-            )
-        return True
 
 
 def _evaluate_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -152,7 +136,7 @@ def server_fn(context: Context) -> ServerAppComponents:
             run_id,
             run_path,
             simulation=in_simulation(),
-            client_manager=BoundedClientManager(timeout),
+            client_manager=BoundedClientManager(timeout, simulation=in_simulation()),
             recorder=recorder,
         )
     return ServerAppComponents(
