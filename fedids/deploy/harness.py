@@ -13,6 +13,7 @@ and ``flwr-clientapp`` processes whatever their parent or session, by PID.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Mapping
@@ -93,6 +94,7 @@ class Federation:
         self.trusted_file = self.workdir / "trusted-entities.yaml"
         self.publisher_key = self.workdir / "signing" / "publisher"
         self._runs = 0
+        self._active: list[Proc] = []  # runs started and not yet finished
 
     # --- bring-up ---------------------------------------------------------------------------
 
@@ -229,13 +231,15 @@ class Federation:
         if signed and Path(app).is_dir():
             app = self.publish(Path(app))
         self._runs += 1
-        return start_flwr_run(
+        run = start_flwr_run(
             app,
             self.env,
             run_config,
             log_path=self.workdir / f"flwr-run-{self._runs}.log",
             cwd=self.workdir,
         )
+        self._active.append(run)
+        return run
 
     def finish(self, run: Proc, timeout: float, started: float | None = None) -> RunResult:
         """Wait for ``run`` (bounded by ``timeout``); then the run is over on every machine.
@@ -245,6 +249,13 @@ class Federation:
         device's ``flwr-clientapp`` is left to finish its message, as on a real device.
         """
         result = finish_run(run, timeout, started)
+        self._active = [r for r in self._active if r is not run]
+        others = [r for r in self._active if r.alive()]
+        if others:  # runs overlap: their processes share the group; the last one cleans up
+            if interrupted(result.returncode, result.output) and result.run_id is not None:
+                with contextlib.suppress(DeployError, OSError):
+                    stop_run(self.env, self.workdir, result.run_id)
+            return result
         close_run(
             self.env,
             self.workdir,

@@ -28,6 +28,26 @@ from fedids.deploy.harness import Federation  # noqa: E402
 from fedids.deploy.proctrack import sigterm_raises  # noqa: E402
 
 
+def pin_fingerprint(run_config: str, fp: str) -> str:
+    """``run_config`` with ``mode.expected_fingerprint`` added to its hydra-overrides, so the
+    server sums only updates under the federation's key (required in a deployment)."""
+    import json
+
+    from flwr.common.config import parse_config_args
+
+    values = parse_config_args([run_config]) if run_config.strip() else {}
+    extra = str(values.get("hydra-overrides", "") or "")
+    if "expected_fingerprint" not in extra:
+        values["hydra-overrides"] = f"{extra} mode.expected_fingerprint={fp}".strip()
+
+    def toml(value: object) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value) if isinstance(value, int | float) else json.dumps(str(value))
+
+    return " ".join(f"{k}={toml(v)}" for k, v in values.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=2, help="number of SuperNodes")
@@ -46,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             fed.add_nodes(
                 list(range(args.devices)),
                 args.devices,
-                extra_config={"key-dir": str(paillier_keys)},
+                extra_config={
+                    "key-dir": str(paillier_keys),
+                    "expected-fingerprint": fingerprint(public),
+                },
             )
             fed.wait_online(args.devices)
             spec = fed.publish(REPO)
@@ -56,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Paillier key fingerprint {fingerprint(public)}")
             print(f"logs in {workdir}", flush=True)
             if args.run is not None:
-                result = fed.run(spec, args.run, timeout=args.timeout)
+                run_config = pin_fingerprint(args.run, fingerprint(public))
+                result = fed.run(spec, run_config, timeout=args.timeout)
                 print(result.output)
                 status = fed.status(result) if result.run_id else {"status": "unknown"}
                 details = status.get("status-details", "")
@@ -64,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if status["status"] == "finished:completed" else 1
             print("\nIn another shell:")
             print(f"  export FLWR_HOME={shlex.quote(str(fed.flwr_home))} FLWR_TELEMETRY_ENABLED=0")
-            print(f'  flwr run {spec} {CONNECTION} --stream -c "..."')
+            print(
+                f'  flwr run {spec} {CONNECTION} --stream -c "mode=\'paillier\' '
+                f"hydra-overrides='mode.expected_fingerprint={fingerprint(public)}'\""
+            )
             print("Ctrl-C stops the federation.", flush=True)
             while all(p.alive() for p in fed.daemons()):
                 time.sleep(1)

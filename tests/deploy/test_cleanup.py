@@ -28,8 +28,12 @@ def labels(procs: list[tuple[int, str]]) -> list[str]:
     return sorted(label(pid) for pid, _ in procs)
 
 
-def test_flwr_stop_ends_the_run_on_every_machine(deployment: Federation, tmp_path: Path) -> None:
-    run = deployment.start_run(REPO, run_config(tmp_path, "stopped", rounds=50))
+def test_flwr_stop_ends_the_run_on_every_machine(
+    deployment: Federation, device_fingerprint: str, tmp_path: Path
+) -> None:
+    hydra = f"mode.expected_fingerprint={device_fingerprint}"
+    rc = run_config(tmp_path, "stopped", rounds=50, mode="'paillier'", hydra=hydra)
+    run = deployment.start_run(REPO, rc)
     assert wait_for_log(run, "[ROUND 1]", 180), run.log()
     wait_for(lambda: "flwr-clientapp" in labels(deployment.run_processes()), 90, "a device at work")
     during = labels(deployment.run_processes())
@@ -50,7 +54,7 @@ def test_ctrl_c_on_the_local_federation_script_leaves_nothing(spawn, tmp_path: P
     """SIGINT to ``scripts/deploy/local_federation.py --run`` in the middle of a round."""
     tag = secrets.token_hex(8)
     workdir = tmp_path / "fed"
-    rc = run_config(tmp_path / "runs", "interrupted", rounds=50)
+    rc = run_config(tmp_path / "runs", "interrupted", rounds=50, mode="'paillier'")
     script = str(REPO / "scripts" / "deploy" / "local_federation.py")
     driver = spawn(
         [sys.executable, script, "--devices", "2", "--workdir", str(workdir), "--run", rc],

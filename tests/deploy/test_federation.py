@@ -167,7 +167,7 @@ def test_dropout_with_min_one_device_completes(
     assert doc["rounds"][1]["fit_failures"] == 1
     # a correctly decrypted model: a wrong aggregate decodes to weights scattered over
     # [-clip, clip], whose logits make the loss explode
-    assert doc["rounds"][1]["accuracy"] > 0.9 and doc["rounds"][1]["loss"] < 1.0
+    assert doc["rounds"][1]["accuracy"] > 0.9 and doc["rounds"][1]["loss"] < 3.0
 
 
 def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
