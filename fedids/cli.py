@@ -13,7 +13,7 @@ import logging
 import sys
 
 #: subcommand modules, in the order ``fedids --help`` lists them
-COMMANDS = ("synth", "demo", "keygen", "bench", "detect", "subscribe", "eaas", "certs")
+COMMANDS = ("synth", "demo", "keygen", "bench", "baseline", "detect", "subscribe", "eaas", "certs")
 
 
 def build_parser() -> argparse.ArgumentParser:

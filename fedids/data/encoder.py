@@ -309,6 +309,17 @@ def _numeric_option(encoding: Mapping[str, Any] | None) -> tuple[str, ...]:
     return reps
 
 
+def effective_frequencies(encoding: Mapping[str, Any] | None, n_numeric: int) -> int:
+    """``encoding.frequencies``, lowered so that the periodic inputs of all numeric columns
+    stay within ``encoding.input_budget`` (0: no budget). Many-column datasets get fewer
+    frequencies per column, keeping the first layer (and the encrypted update) small."""
+    freqs = int(encoding_option(encoding, "frequencies"))
+    budget = int(encoding_option(encoding, "input_budget"))
+    if budget > 0 and n_numeric > 0:
+        freqs = min(freqs, max(1, budget // (2 * n_numeric)))
+    return freqs
+
+
 def build_encoder(
     spec: FeatureSpec, encoding: Mapping[str, Any] | None, totals: Sequence[np.ndarray]
 ) -> Encoder:
@@ -322,6 +333,7 @@ def build_encoder(
             f"encoding.bins must be >= 2, frequencies >= 1, categories >= 1 "
             f"(got {bins}, {freqs}, {keep})"
         )
+    freqs = effective_frequencies(encoding, len(spec.of_kind("numeric")))
     r = int(encoding_option(encoding, "cells_per_octave"))
     n_total, class_counts = summary_header(totals[0], spec)
     p0 = layout(spec, encoding, 0)

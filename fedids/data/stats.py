@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "numeric": ["quantile", "periodic"],
     "bins": 16,
     "frequencies": 8,
+    "input_budget": 0,
     "categories": 16,
     "refine": True,
     "cells_per_octave": 2,
