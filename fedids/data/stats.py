@@ -8,7 +8,8 @@ value and no per-device statistic is needed by anyone else.
 
 Pass 0 (always): ``[n_train, class counts...]``, then per numeric column a histogram over
 a *fixed* coarse grid (base-2 logarithmic: edges ``+/-(2**(k/r) - 1)``, ``r`` cells per
-octave, up to ``2**40``), then per hashed categorical column a histogram of hash ids.
+octave, up to ``2**40``), then per hashed categorical column a histogram of hash ids and
+per boolean column a histogram of its tokens (which spellings occur).
 Pass 1 (``encoding.refine``, the default): ``[n_train]``, then per numeric column a
 histogram over fine cells that every device derives from the pass-0 totals alone: each
 non-empty coarse cell is cut into equal-width sub-cells, as many as its share of the
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from fedids.data.spec import FeatureSpec
+from fedids.data.spec import UNKNOWN_TOKEN, FeatureSpec
 
 #: Largest n_train a summary may count (every entry must stay below 2**32).
 MAX_RECORDS = 2**32 - 1
@@ -197,10 +198,6 @@ class Layout:
     slices: dict[str, slice]
 
 
-def _hashed(spec: FeatureSpec) -> list[str]:
-    return [c.name for c in spec.of_kind("categorical") if c.vocabulary is None]
-
-
 def layout(spec: FeatureSpec, encoding: Mapping[str, Any] | None, pass_index: int) -> Layout:
     """The fixed layout of pass ``pass_index``'s vector for this spec and encoding."""
     numeric = [c.name for c in spec.of_kind("numeric")]
@@ -211,10 +208,15 @@ def layout(spec: FeatureSpec, encoding: Mapping[str, Any] | None, pass_index: in
         for name in numeric:
             slices[name] = slice(pos, pos + g0)
             pos += g0
-        for col in spec.of_kind("categorical"):
-            if col.vocabulary is None:
-                slices[col.name] = slice(pos, pos + col.hash_space)
-                pos += col.hash_space
+        for col in spec.columns:
+            if col.kind == "categorical" and col.vocabulary is None:
+                width = col.hash_space
+            elif col.kind == "boolean":
+                width = UNKNOWN_TOKEN + 1
+            else:
+                continue
+            slices[col.name] = slice(pos, pos + width)
+            pos += width
         return Layout(pos, slices)
     if pass_index == 1 and stats_passes(encoding) == 2:
         m = fine_cells_per_column(encoding, len(numeric))

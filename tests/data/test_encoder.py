@@ -98,7 +98,10 @@ def test_unknown_categories_and_junk_never_crash(garage: Path):
     x = enc.transform(odd)
     other = x[:, len(enc.cat_stats["door_state"].codes)]
     assert other.tolist() == [1.0, 1.0, 0.0]  # unknown and empty -> "other"; OPEN is known
-    assert x[:, -1].tolist() == [0.0, 0.0, 1.0]  # boolean: unknown 0, on +1
+    n_door = len(enc.cat_stats["door_state"].codes) + 1
+    truth = x[:, n_door]
+    assert truth.tolist() == [0.0, 0.0, 1.0]  # boolean: unknown 0, on +1
+    assert x[:, n_door + 1 :].sum() == 0  # "on" and "maybe" were never written in training
 
 
 def test_bad_encoder_descriptions_are_refused(garage: Path):
