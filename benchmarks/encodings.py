@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="../shared/data/ton_iot")
     ap.add_argument("--json", default="")
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--only", default="", help="comma-separated candidate names")
+    ap.add_argument("--only", default="", help="candidate names separated by ;")
     ap.add_argument("--classification", default="multi,binary")
     ap.add_argument("--no-forest", action="store_true")
     ap.add_argument("--synthetic", type=int, default=0, help="SYNTHETIC rows instead of --data")
     args = ap.parse_args(argv)
-    chosen = [c for c in CANDIDATES if not args.only or c in args.only.split(",")]
+    chosen = [c for c in CANDIDATES if not args.only or c in args.only.split(";")]
     results = []
     if args.synthetic:
         datasets = [("SYNTHETIC", [f"dataset.rows={args.synthetic}"])]

@@ -226,17 +226,20 @@ _BURSTS: dict[str, tuple[int, float]] = {
 #: polling, a backdoor session like an engineering session). Their features follow the
 #: benign profile exactly, so no detector can tell them apart from it: this caps every
 #: detector's recall on that class and keeps the data from being trivially separable
-#: (calibrated so a centralized random forest scores about 0.9 macro-F1, see docs/encoding.md).
+#: (calibrated with the rare classes so that a centralized random forest scores about 0.86
+#: macro-F1 on the default 300k rows, see docs/encoding.md).
 CAMOUFLAGE: dict[str, tuple[float, str]] = {
     "DoS": (0.04, "tcp_check"),
     "Reconn": (0.10, "tcp_check"),
-    "CommInj": (0.15, "modbus_poll"),
-    "Backdoor": (0.15, "engineering"),
+    "CommInj": (0.05, "modbus_poll"),
+    "Backdoor": (0.05, "engineering"),
 }
 
 
 def _camouflaged(cls: str, profiles: list[_Profile]) -> list[_Profile]:
     share, benign_name = CAMOUFLAGE[cls]
+    if share <= 0:
+        return profiles
     benign = next(p for p in _NORMAL if p.name == benign_name)
     total = sum(p.weight for p in profiles)
     disguise = replace(
@@ -249,13 +252,19 @@ def _camouflaged(cls: str, profiles: list[_Profile]) -> list[_Profile]:
     return [*profiles, disguise]
 
 
-_PROFILES: dict[str, list[_Profile]] = {
-    "normal": _NORMAL,
-    "DoS": _camouflaged("DoS", _DOS),
-    "Reconn": _camouflaged("Reconn", _RECONN),
-    "CommInj": _camouflaged("CommInj", _COMMINJ),
-    "Backdoor": _camouflaged("Backdoor", _BACKDOOR),
+_ATTACK_PROFILES: dict[str, list[_Profile]] = {
+    "DoS": _DOS,
+    "Reconn": _RECONN,
+    "CommInj": _COMMINJ,
+    "Backdoor": _BACKDOOR,
 }
+
+
+def _profiles(cls: str) -> list[_Profile]:
+    """A class's profiles, the camouflaged one included (read from :data:`CAMOUFLAGE`)."""
+    if cls == "normal":
+        return _NORMAL
+    return _camouflaged(cls, _ATTACK_PROFILES[cls])
 
 # --- class counts ----------------------------------------------------------------------
 
@@ -452,7 +461,7 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
     for cls, count in class_counts(rows).items():
         if count == 0:
             continue
-        profiles = _PROFILES[cls]
+        profiles = _profiles(cls)
         windows, length = None, 0.0
         if cls in _BURSTS:
             n_windows, length = _BURSTS[cls]
