@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                 r = torch_reference(p, c, args.epochs, encoder=enc)
                 row[name] = {"f1_10": r["curve"][min(9, len(r["curve"]) - 1)],
                              "f1_last": r["macro_f1"], "parameters": r["parameters"],
-                             "inputs": r["inputs"]}  # fmt: skip
+                             "inputs": r["inputs"], "curve": r["curve"]}  # fmt: skip
                 print(f"  {name:28s} 10ep {row[name]['f1_10']:.3f} {args.epochs}ep "
                       f"{r['macro_f1']:.3f} params {r['parameters']:6d} inputs {r['inputs']:4d}"
-                      f" ({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
+                      f" ({time.perf_counter() - t0:.0f}s) curve "
+                    + " ".join(f"{c:.3f}" for c in r["curve"]), flush=True)  # fmt: skip
             results.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
