@@ -129,3 +129,12 @@ def test_detect_equals_train_on_numeric_flows(tmp_path: Path, wustl_csv: Path):
     np.testing.assert_array_equal(
         enc.encode(parsed), enc.transform(load_wustl_raw(wustl_csv).frame)
     )
+
+
+def test_input_budget_trades_frequencies_for_columns():
+    from fedids.data.encoder import effective_frequencies
+
+    cfg = {"frequencies": 8, "input_budget": 64}
+    assert effective_frequencies(cfg, 1) == 8 and effective_frequencies(cfg, 2) == 8
+    assert effective_frequencies(cfg, 8) == 4 and effective_frequencies(cfg, 40) == 0
+    assert effective_frequencies({"frequencies": 8, "input_budget": 0}, 40) == 8
