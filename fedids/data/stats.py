@@ -44,10 +44,10 @@ MAX_RECORDS = 2**32 - 1
 OCTAVES = 40
 
 DEFAULTS: dict[str, Any] = {
-    "numeric": ["quantile", "periodic"],
+    "numeric": ["standard", "periodic"],
     "bins": 16,
     "frequencies": 8,
-    "input_budget": 0,
+    "input_budget": 64,
     "categories": 16,
     "refine": True,
     "cells_per_octave": 2,
