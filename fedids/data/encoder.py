@@ -39,9 +39,11 @@ from fedids.data.spec import UNKNOWN_TOKEN, ColumnSpec, FeatureSpec, truth_of
 from fedids.data.stats import (
     check_totals,
     coarse_bounds,
+    effective_frequencies,
     encoding_option,
     fine_grid,
     layout,
+    numeric_representations,
     stats_passes,
     summary_header,
 )
@@ -315,27 +317,6 @@ class Encoder:
         return cls(spec, ("standard",), 1, 0, stats, {}).validate()
 
 
-def _numeric_option(encoding: Mapping[str, Any] | None) -> tuple[str, ...]:
-    value = encoding_option(encoding, "numeric")
-    reps = (value,) if isinstance(value, str) else tuple(str(v) for v in value)
-    return reps
-
-
-def effective_frequencies(encoding: Mapping[str, Any] | None, n_numeric: int) -> int:
-    """``encoding.frequencies``, lowered so that the periodic inputs of all numeric columns
-    stay within ``encoding.input_budget`` (0: no budget), down to none at all.
-
-    Why: the first layer's size, hence the encrypted update's, grows with the inputs. A
-    file with a few numeric columns (TON_IoT telemetry: 1 or 2) gets every frequency, where
-    value-specific patterns need them; a flow table with 40 (WUSTL) keeps one scaled value
-    per column, which measured as good there, and a compact model."""
-    freqs = int(encoding_option(encoding, "frequencies"))
-    budget = int(encoding_option(encoding, "input_budget"))
-    if budget > 0 and n_numeric > 0:
-        freqs = min(freqs, budget // (2 * n_numeric))
-    return freqs
-
-
 def build_encoder(
     spec: FeatureSpec, encoding: Mapping[str, Any] | None, totals: Sequence[np.ndarray]
 ) -> Encoder:
@@ -356,7 +337,7 @@ def build_encoder(
     num_stats: dict[str, NumericStats] = {}
     for col in spec.of_kind("numeric"):
         coarse = totals[0][p0.slices[col.name]]
-        if stats_passes(encoding) == 2:
+        if stats_passes(encoding) == 2 and col.name in layout(spec, encoding, 1).slices:
             p1 = layout(spec, encoding, 1)
             sl = p1.slices[col.name]
             grid = fine_grid(coarse, sl.stop - sl.start, r)
@@ -379,7 +360,7 @@ def build_encoder(
         cat_stats[col.name] = CategoryStats(np.sort(kept).astype(np.int64))
     return Encoder(
         spec,
-        _numeric_option(encoding),
+        numeric_representations(encoding),
         bins,
         freqs,
         num_stats,
