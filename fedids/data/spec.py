@@ -243,7 +243,8 @@ def category_keys(series: pl.Series, column: str) -> pl.Series:
             pl.when(num.is_finite() & (num == num.floor()) & (num.abs() < 2**53))
             .then(num.cast(pl.Int64).cast(pl.String))
         ).to_series()
-        s = pl.select(pl.coalesce(integral, s)).to_series()
+        decimal = pl.select(pl.when(num.is_finite()).then(num.cast(pl.String))).to_series()
+        s = pl.select(pl.coalesce(integral, decimal, s)).to_series()
     if column.strip().lower() in PROTOCOL_COLUMNS:
         s = s.replace({k: str(v) for k, v in PROTOCOL_NUMBERS.items()})
     return s.fill_null("")

@@ -67,6 +67,7 @@ def test_protocol_names_in_protocol_columns():
     assert keys.to_list() == ["6", "6", "6", "17", "gre"]
     nums = category_keys(pl.Series([6.0, 17.0, 1.5]), "proto")
     assert nums.to_list() == ["6", "17", "1.5"]
+    assert category_keys(pl.Series(["1.50", " 6.0"]), "x").to_list() == ["1.5", "6"]
     values, _ = parse_column(pl.Series(["tcp", "17"]), ColumnSpec("Proto", "numeric"))
     assert values.tolist() == [6.0, 17.0]
 
