@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fedids.baseline import references, run_config
+from fedids.metrics_quality import quality_warning
 
 #: federated column name -> (mode, partition)
 FEDERATED = {
@@ -33,7 +34,9 @@ FEDERATED = {
 }
 
 
-def federated(cfg_overrides: list[str], run_path: Path) -> dict[str, Any]:
+def federated(
+    cfg_overrides: list[str], run_path: Path, reference: float | None = None
+) -> dict[str, Any]:
     """One in-process federated run; its final macro-F1 and quality warning."""
     from fedids.inprocess import run_experiment
 
@@ -43,11 +46,20 @@ def federated(cfg_overrides: list[str], run_path: Path) -> dict[str, Any]:
     rounds = sorted(doc.get("rounds") or [], key=lambda r: r["round"])
     if not rounds:
         return {"macro_f1": None, "error": "no round completed"}
+    last = rounds[-1]
+    cm = last.get("confusion_matrix")
+    baseline = last.get("baseline_macro_f1")
+    verdict = None
+    if baseline is not None:  # the shared rule, with random guessing as a floor too
+        support = [sum(row) for row in cm] if cm else None
+        verdict = quality_warning(last["macro_f1"], baseline, support=support,
+                                  reference_macro_f1=reference)  # fmt: skip
     return {
-        "macro_f1": rounds[-1]["macro_f1"],
+        "macro_f1": last["macro_f1"],
         "per_round": [r["macro_f1"] for r in rounds],
-        "baseline_macro_f1": rounds[-1].get("baseline_macro_f1"),
+        "baseline_macro_f1": baseline,
         "quality_warning": doc.get("quality_warning"),
+        "verdict": verdict,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -63,8 +75,11 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for r in rows:
         cells = [r["file"][:34], r["classification"], _cell(r["majority"]), _cell(r["forest"]),
                  _cell(r["torch"])]  # fmt: skip
-        cells += [_cell((r["federated"].get(c) or {}).get("macro_f1")) for c in columns]
+        for c in columns:
+            fed = r["federated"].get(c) or {}
+            cells.append(_cell(fed.get("macro_f1")) + (" !" if fed.get("verdict") else ""))
         out.append(" ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+    out.append("! = quality warning: not clearly better than the majority class or chance")
     return "\n".join(out)
 
 
@@ -122,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                         over.append(f"partition.alpha={args.alpha}")
                     run_path = base_dir / f"{csv.stem}-{cls}-{mode}-{part}"
                     try:
-                        result = federated(over, run_path)
+                        result = federated(over, run_path, row["forest"])
                     except ImportError as exc:
                         result = {"macro_f1": None, "error": f"federated runs unavailable: {exc}"}
                     row["federated"][col] = result
                     print(f"  {col}: {_cell(result.get('macro_f1'))} "
-                          f"{result.get('quality_warning') or result.get('error') or ''}",
+                          f"{result.get('verdict') or result.get('error') or ''}",
                           flush=True)  # fmt: skip
                 rows.append(row)
     print()

@@ -185,6 +185,7 @@ def references(
         "val_records": len(p.val),
         "classes": p.class_names,
         "layout": p.encoder.spec.describe(),
+        "val_support": np.bincount(p.val.labels, minlength=len(p.class_names)).tolist(),
         "majority_macro_f1": majority_reference(p),
         "forest_macro_f1": forest_reference(p, int(cfg["seed"])) if forest else None,
     }

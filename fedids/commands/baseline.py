@@ -97,6 +97,7 @@ def report(refs: dict[str, Any], fed: dict[str, Any] | None) -> str:
         warning = quality_warning(
             fed["macro_f1"],
             refs["majority_macro_f1"],
+            support=refs.get("val_support"),
             reference_macro_f1=forest,
             synthetic=refs["synthetic"],
         )
