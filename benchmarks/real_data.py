@@ -58,8 +58,9 @@ def federated(
         "macro_f1": last["macro_f1"],
         "per_round": [r["macro_f1"] for r in rounds],
         "baseline_macro_f1": baseline,
-        "quality_warning": doc.get("quality_warning"),
-        "verdict": verdict,
+        # the shared rule with the class support (chance floor); the run's own line beside
+        "quality_warning": verdict if baseline is not None else doc.get("quality_warning"),
+        "run_quality_warning": doc.get("quality_warning"),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -77,7 +78,8 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
                  _cell(r["torch"])]  # fmt: skip
         for c in columns:
             fed = r["federated"].get(c) or {}
-            cells.append(_cell(fed.get("macro_f1")) + (" !" if fed.get("verdict") else ""))
+            warned = fed.get("quality_warning")
+            cells.append(_cell(fed.get("macro_f1")) + (" !" if warned else ""))
         out.append(" ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
     out.append("! = quality warning: not clearly better than the majority class or chance")
     return "\n".join(out)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = {"macro_f1": None, "error": f"federated runs unavailable: {exc}"}
                     row["federated"][col] = result
                     print(f"  {col}: {_cell(result.get('macro_f1'))} "
-                          f"{result.get('verdict') or result.get('error') or ''}",
+                          f"{result.get('quality_warning') or result.get('error') or ''}",
                           flush=True)  # fmt: skip
                 rows.append(row)
     print()
