@@ -84,9 +84,9 @@ def test_columns_are_typed_by_content_when_not_told(tmp_path: Path) -> None:
 def test_column_that_turns_to_text_after_the_sample_stays_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fedids.data.loaders as loaders
+    import fedids.data.reader as reader
 
-    monkeypatch.setattr(loaders, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr(reader, "SAMPLE_ROWS", 2)
     path = write_text(tmp_path / "late.csv", "a,b\n1,1\n2,2\n3,three\n")
     df = read_flow_table(path)
     assert df.schema["a"] == pl.Float64
