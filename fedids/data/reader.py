@@ -54,6 +54,12 @@ class NonNumericColumnError(DataError):
         )
 
 
+# Their public home is fedids.data.loaders (where they were defined first): error tables
+# that name types by module.qualname (fedids.failures.KNOWN_ERRORS) keep recognizing them.
+DataError.__module__ = "fedids.data.loaders"
+NonNumericColumnError.__module__ = "fedids.data.loaders"
+
+
 @dataclass(frozen=True)
 class _Header:
     names: list[str]  # cleaned, in file order

@@ -326,3 +326,10 @@ def test_data_path_overrides_dataset_path(tmp_path: Path, wustl_csv: Path) -> No
         load_dataset(dataset)
     flows = load_dataset(dataset, data_path=str(wustl_csv))
     assert str(wustl_csv) in flows.source and len(flows) == 1500
+
+
+def test_error_types_keep_their_public_module() -> None:
+    from fedids.data.loaders import DataError, NonNumericColumnError
+
+    assert f"{DataError.__module__}.{DataError.__qualname__}" == "fedids.data.loaders.DataError"
+    assert NonNumericColumnError.__module__ == "fedids.data.loaders"
