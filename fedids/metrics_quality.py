@@ -48,6 +48,14 @@ def majority_macro_f1(support: Sequence[int], majority: int) -> float:
     return macro_f1_from_confusion(cm)
 
 
+def chance_macro_f1(support: Sequence[int]) -> float:
+    """Expected macro-F1 of guessing at random with the true class frequencies: exactly
+    1 / (classes present). It can beat the majority baseline (binary: 0.5 against about
+    0.38), so a detector that guesses must not pass for one that learned."""
+    present = int((np.asarray(support) > 0).sum())
+    return 1.0 / present if present else 0.0
+
+
 def required_margin(baseline_macro_f1: float) -> float:
     """How much better than the baseline a model must be to count as having learned."""
     return max(MIN_MARGIN, HEADROOM_SHARE * (1.0 - float(baseline_macro_f1)))
@@ -57,29 +65,35 @@ def quality_warning(
     final_macro_f1: float,
     baseline_macro_f1: float,
     *,
+    support: Sequence[int] | None = None,
     reference_macro_f1: float | None = None,
     synthetic: bool = False,
 ) -> str | None:
-    """One sentence when the final model is not clearly better than the majority baseline,
-    else ``None``.
+    """One sentence when the final model is not clearly better than the majority baseline
+    (or than random guessing, when ``support``, the validation records per class, is
+    given), else ``None``.
 
     ``reference_macro_f1`` (optional, e.g. a centralized random forest) tells apart "the
     data carries no per-record signal" from "the federation failed to learn it".
     """
     final, base = float(final_macro_f1), float(baseline_macro_f1)
-    margin = required_margin(base)
-    if final >= base + margin:
+    chance = chance_macro_f1(support) if support is not None else 0.0
+    bar = max(base, chance)
+    needed = bar + required_margin(bar)
+    if final >= needed:
         return None
     what = "synthetic data" if synthetic else "this data"
+    versus = f"always predicting the majority class ({base:.3f}"
+    if chance > base:
+        versus += f") or guessing at random ({chance:.3f}"
     sentence = (
         f"The detector learned nothing useful from {what}: its final macro-F1 "
-        f"({final:.3f}) is not clearly better than always predicting the majority class "
-        f"({base:.3f}; at least {base + margin:.3f} was needed)"
+        f"({final:.3f}) is not clearly better than {versus}; at least {needed:.3f} was needed)"
     )
     if reference_macro_f1 is None:
         return sentence + "."
     ref = float(reference_macro_f1)
-    if ref < base + margin:
+    if ref < needed:
         return sentence + (
             f"; a centralized reference does no better ({ref:.3f}), so single records "
             "carry little signal here."

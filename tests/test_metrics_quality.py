@@ -39,3 +39,14 @@ def test_warning_rule():
     # the margin: 0.05, or a tenth of the headroom above the baseline
     assert quality_warning(0.16, 0.069) is not None and quality_warning(0.17, 0.069) is None
     assert quality_warning(0.89, 0.85) is not None and quality_warning(0.90, 0.85) is None
+
+
+def test_random_guessing_does_not_pass_for_learning():
+    from fedids.metrics_quality import chance_macro_f1
+
+    assert chance_macro_f1([600, 400]) == 0.5 and chance_macro_f1([5, 0, 3]) == 0.5
+    # binary, 62 % attacks: majority scores 0.384, a coin 0.5; 0.50 learned nothing
+    assert quality_warning(0.50, 0.384) is None  # without support only the majority counts
+    msg = quality_warning(0.50, 0.384, support=[375, 625])
+    assert msg is not None and "guessing at random (0.500" in msg
+    assert quality_warning(0.60, 0.384, support=[375, 625]) is None

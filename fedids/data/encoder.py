@@ -20,7 +20,8 @@ Per numeric column, ``encoding.numeric`` lists the representations concatenated:
 * ``ple``: piecewise-linear encoding over the same bins (Gorishniy et al. 2022);
 * ``standard``: (signed log1p(x) - mean) / std, the federation's mean and std.
 
-Boolean columns give one input (+1 true, -1 false, 0 unknown); categorical columns a
+Boolean columns give their truth (+1 true, -1 false, 0 unknown) and a one-hot over the
+spellings the federation saw (``0`` vs ``false`` can matter); categorical columns a
 one-hot over the kept categories plus an "other" input (hashed columns keep the
 ``categories`` most frequent hash ids of the federation; unknown values land in "other").
 """
@@ -34,13 +35,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedids.data.spec import ColumnSpec, FeatureSpec
+from fedids.data.spec import UNKNOWN_TOKEN, ColumnSpec, FeatureSpec, truth_of
 from fedids.data.stats import (
     check_totals,
     coarse_bounds,
+    effective_frequencies,
     encoding_option,
     fine_grid,
     layout,
+    numeric_representations,
     stats_passes,
     summary_header,
 )
@@ -133,6 +136,21 @@ class CategoryStats:
         return cls(np.asarray(d["codes"], np.int64))
 
 
+def _one_hot(v: np.ndarray, codes: np.ndarray, *, other: bool) -> np.ndarray:
+    """One-hot over ``codes`` (+ a last "other" input for any other value when ``other``)."""
+    width = len(codes) + int(other)
+    out = np.zeros((len(v), width))
+    if width == 0:
+        return out
+    pos = {int(c): i for i, c in enumerate(codes)}
+    vi = np.where(np.isfinite(v), v, -1).astype(np.int64)
+    uniq, inv = np.unique(vi, return_inverse=True)
+    slot = np.array([pos.get(int(u), len(codes)) for u in uniq], dtype=np.int64)
+    rows = np.flatnonzero(slot[inv] < width)
+    out[rows, slot[inv][rows]] = 1.0
+    return out
+
+
 def _ple(x: np.ndarray, edges: np.ndarray, knots_x: np.ndarray) -> np.ndarray:
     """Piecewise-linear encoding over bins [b_0, b_1), ..., [b_{B-1}, b_B]."""
     lo_end = knots_x[0] if len(knots_x) else 0.0
@@ -164,7 +182,7 @@ class Encoder:
             w = {"quantile": 1, "standard": 1, "periodic": 2 * self.frequencies}
             return sum(w.get(r, self.bins) for r in self.numeric)
         if col.kind == "boolean":
-            return 1
+            return 1 + len(self.cat_stats[col.name].codes)
         return len(self.cat_stats[col.name].codes) + 1
 
     @property
@@ -200,16 +218,12 @@ class Encoder:
                 v = np.where(np.isfinite(v), v, 0.0)
                 parts.extend(self._numeric(v, self.num_stats[col.name]))
             elif col.kind == "boolean":
-                parts.append(np.where(v == 1, 1.0, np.where(v == 0, -1.0, 0.0))[:, None])
-            else:
+                ids = np.where(np.isfinite(v), v, UNKNOWN_TOKEN)
+                parts.append(truth_of(ids)[:, None])
                 codes = self.cat_stats[col.name].codes
-                onehot = np.zeros((len(v), len(codes) + 1))
-                pos = {int(c): i for i, c in enumerate(codes)}
-                vi = np.where(np.isfinite(v), v, -1).astype(np.int64)
-                uniq, inv = np.unique(vi, return_inverse=True)
-                slot = np.array([pos.get(int(u), len(codes)) for u in uniq], dtype=np.int64)
-                onehot[np.arange(len(v)), slot[inv]] = 1.0
-                parts.append(onehot)
+                parts.append(_one_hot(ids, codes, other=False))
+            else:
+                parts.append(_one_hot(v, self.cat_stats[col.name].codes, other=True))
         if not parts:
             return np.zeros((len(x), 0), dtype=np.float32)
         return np.concatenate(parts, axis=1).astype(np.float32)
@@ -284,7 +298,7 @@ class Encoder:
         for col in self.spec.columns:
             if col.kind == "numeric" and col.name not in self.num_stats:
                 raise EncoderError(f"no statistics for numeric column {col.name!r}")
-            if col.kind == "categorical" and col.name not in self.cat_stats:
+            if col.kind in ("categorical", "boolean") and col.name not in self.cat_stats:
                 raise EncoderError(f"no categories for column {col.name!r}")
         return self
 
@@ -303,12 +317,6 @@ class Encoder:
         return cls(spec, ("standard",), 1, 0, stats, {}).validate()
 
 
-def _numeric_option(encoding: Mapping[str, Any] | None) -> tuple[str, ...]:
-    value = encoding_option(encoding, "numeric")
-    reps = (value,) if isinstance(value, str) else tuple(str(v) for v in value)
-    return reps
-
-
 def build_encoder(
     spec: FeatureSpec, encoding: Mapping[str, Any] | None, totals: Sequence[np.ndarray]
 ) -> Encoder:
@@ -322,13 +330,14 @@ def build_encoder(
             f"encoding.bins must be >= 2, frequencies >= 1, categories >= 1 "
             f"(got {bins}, {freqs}, {keep})"
         )
+    freqs = effective_frequencies(encoding, len(spec.of_kind("numeric")))
     r = int(encoding_option(encoding, "cells_per_octave"))
     n_total, class_counts = summary_header(totals[0], spec)
     p0 = layout(spec, encoding, 0)
     num_stats: dict[str, NumericStats] = {}
     for col in spec.of_kind("numeric"):
         coarse = totals[0][p0.slices[col.name]]
-        if stats_passes(encoding) == 2:
+        if stats_passes(encoding) == 2 and col.name in layout(spec, encoding, 1).slices:
             p1 = layout(spec, encoding, 1)
             sl = p1.slices[col.name]
             grid = fine_grid(coarse, sl.stop - sl.start, r)
@@ -338,6 +347,9 @@ def build_encoder(
             lo, hi, counts = lo_all, hi_all, coarse
         num_stats[col.name] = numeric_stats_from_histogram(lo, hi, counts, bins)
     cat_stats: dict[str, CategoryStats] = {}
+    for col in spec.of_kind("boolean"):  # the spellings that occur in the federation
+        hist = totals[0][p0.slices[col.name]][:UNKNOWN_TOKEN]
+        cat_stats[col.name] = CategoryStats(np.flatnonzero(hist > 0).astype(np.int64))
     for col in spec.of_kind("categorical"):
         if col.vocabulary is not None:
             cat_stats[col.name] = CategoryStats(np.arange(len(col.vocabulary), dtype=np.int64))
@@ -348,7 +360,7 @@ def build_encoder(
         cat_stats[col.name] = CategoryStats(np.sort(kept).astype(np.int64))
     return Encoder(
         spec,
-        _numeric_option(encoding),
+        numeric_representations(encoding),
         bins,
         freqs,
         num_stats,

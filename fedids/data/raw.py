@@ -24,13 +24,10 @@ from fedids.data import synth
 from fedids.data.loaders import (
     DEFAULT_SYNTHETIC_ROWS,
     DEFAULT_SYNTHETIC_SEED,
-    DataError,
-    _existing_file,
     _file_looks_synthetic,
-    _read_header,
     dataset_schema,
-    read_flow_table,
 )
+from fedids.data.reader import DataError, _existing_file, _read_header, read_flow_table
 from fedids.data.schema import (
     WUSTL_CLASSES,
     WUSTL_COLUMNS,

@@ -16,7 +16,8 @@ statistics, for training and for detection alike, so a cell means the same every
   markers (``-``, ``?``, ``nan``...), NaN and infinities become 0 (what flow meters write
   for "no such activity"), counted so callers can say how many;
 * boolean: ``true/false``, ``on/off``, ``yes/no``, ``t/f``, ``y/n``, ``1/0`` (any case,
-  stray spaces) -> 1 / 0; anything else (empty, unknown) -> NaN, encoded as "unknown";
+  stray spaces) -> the token's id (its truth value and how it was written, see
+  :data:`BOOLEAN_TOKENS`); anything else (empty, unknown) -> "unknown";
 * categorical: normalized text (trimmed, lower case, integral numbers written as
   integers so ``6``, ``6.0`` and ``" 6 "`` agree, protocol names in protocol columns as
   IANA numbers so ``tcp`` and ``6`` agree) -> a vocabulary index (unknown -> the
@@ -41,9 +42,17 @@ log = logging.getLogger(__name__)
 Kind = Literal["numeric", "boolean", "categorical"]
 KINDS: tuple[str, ...] = ("numeric", "boolean", "categorical")
 
-#: Text read as true / false in boolean-like columns (compared trimmed, in lower case).
-TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "on", "1", "1.0"})
-FALSE_TOKENS = frozenset({"false", "f", "no", "n", "off", "0", "0.0"})
+#: Boolean-like tokens (compared trimmed, in lower case), false/true pairs: a token's id is
+#: its position, its truth value ``id % 2``. Parsing keeps the token, not just its truth,
+#: because how a value is written can carry signal (two firmwares, or an attack tool, write
+#: ``0`` where the device writes ``false``: TON_IoT's Garage_Door file is such a case).
+BOOLEAN_TOKENS: tuple[str, ...] = (
+    "false", "true", "0", "1", "no", "yes", "off", "on", "f", "t", "n", "y", "0.0", "1.0",
+)  # fmt: skip
+TRUE_TOKENS = frozenset(BOOLEAN_TOKENS[1::2])
+FALSE_TOKENS = frozenset(BOOLEAN_TOKENS[0::2])
+#: Parsed id of an empty or unknown cell in a boolean column.
+UNKNOWN_TOKEN = len(BOOLEAN_TOKENS)
 
 #: Text meaning "no value" in a numeric column (flow exports write these).
 MISSING_MARKERS = frozenset({"-", "?", "na", "n/a", "nan", "null", "none", "--"})
@@ -198,18 +207,25 @@ def _numeric(series: pl.Series, column: str) -> tuple[np.ndarray, int]:
 
 
 def _boolean(series: pl.Series) -> tuple[np.ndarray, int]:
+    """Token ids (see :data:`BOOLEAN_TOKENS`); empty or unknown -> :data:`UNKNOWN_TOKEN`."""
     if series.dtype.is_numeric() or series.dtype == pl.Boolean:
         v = series.cast(pl.Float64).to_numpy()
-        out = np.where(v == 1, 1.0, np.where(v == 0, 0.0, np.nan))
+        out = np.where(v == 1, 3.0, np.where(v == 0, 2.0, float(UNKNOWN_TOKEN)))
     else:
-        t = _text(series)
-        mapping = {**{k: 1.0 for k in TRUE_TOKENS}, **{k: 0.0 for k in FALSE_TOKENS}}
+        mapping = {k: float(i) for i, k in enumerate(BOOLEAN_TOKENS)}
         out = (
-            t.replace_strict(mapping, default=None, return_dtype=pl.Float64)
+            _text(series)
+            .replace_strict(mapping, default=float(UNKNOWN_TOKEN), return_dtype=pl.Float64)
             .to_numpy()
             .astype(np.float64)
         )
-    return out, int(np.isnan(out).sum())
+    return out, int((out == UNKNOWN_TOKEN).sum())
+
+
+def truth_of(token_ids: np.ndarray) -> np.ndarray:
+    """+1 true, -1 false, 0 unknown, from parsed boolean token ids."""
+    ids = np.asarray(token_ids)
+    return np.where(ids >= UNKNOWN_TOKEN, 0.0, np.where(ids % 2 == 1, 1.0, -1.0))
 
 
 def category_keys(series: pl.Series, column: str) -> pl.Series:
@@ -227,7 +243,8 @@ def category_keys(series: pl.Series, column: str) -> pl.Series:
             pl.when(num.is_finite() & (num == num.floor()) & (num.abs() < 2**53))
             .then(num.cast(pl.Int64).cast(pl.String))
         ).to_series()
-        s = pl.select(pl.coalesce(integral, s)).to_series()
+        decimal = pl.select(pl.when(num.is_finite()).then(num.cast(pl.String))).to_series()
+        s = pl.select(pl.coalesce(integral, decimal, s)).to_series()
     if column.strip().lower() in PROTOCOL_COLUMNS:
         s = s.replace({k: str(v) for k, v in PROTOCOL_NUMBERS.items()})
     return s.fill_null("")

@@ -8,9 +8,11 @@ value and no per-device statistic is needed by anyone else.
 
 Pass 0 (always): ``[n_train, class counts...]``, then per numeric column a histogram over
 a *fixed* coarse grid (base-2 logarithmic: edges ``+/-(2**(k/r) - 1)``, ``r`` cells per
-octave, up to ``2**40``), then per hashed categorical column a histogram of hash ids.
-Pass 1 (``encoding.refine``, the default): ``[n_train]``, then per numeric column a
-histogram over fine cells that every device derives from the pass-0 totals alone: each
+octave, up to ``2**40``), then per hashed categorical column a histogram of hash ids and
+per boolean column a histogram of its tokens (which spellings occur).
+Pass 1 (``encoding.refine``, the default): ``[n_train]``, then, when the numeric
+representation reads the distribution function (all but ``standard`` alone), per numeric
+column a histogram over fine cells that every device derives from the pass-0 totals alone: each
 non-empty coarse cell is cut into equal-width sub-cells, as many as its share of the
 records (at least one), so the fine histogram resolves about ``1 / fine_cells`` of the
 records per cell wherever the data is. Quantile edges and the quantile transform come
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fedids.data.spec import FeatureSpec
+from fedids.data.spec import UNKNOWN_TOKEN, FeatureSpec
 
 #: Largest n_train a summary may count (every entry must stay below 2**32).
 MAX_RECORDS = 2**32 - 1
@@ -43,9 +45,10 @@ MAX_RECORDS = 2**32 - 1
 OCTAVES = 40
 
 DEFAULTS: dict[str, Any] = {
-    "numeric": ["quantile", "periodic"],
+    "numeric": ["standard", "periodic"],
     "bins": 16,
     "frequencies": 8,
+    "input_budget": 64,
     "categories": 16,
     "refine": True,
     "cells_per_octave": 2,
@@ -68,6 +71,35 @@ def encoding_option(encoding: Mapping[str, Any] | None, key: str) -> Any:
 def stats_passes(encoding: Mapping[str, Any] | None) -> int:
     """How many summary passes the encoding needs (1 or 2): known from the config alone."""
     return 2 if bool(encoding_option(encoding, "refine")) else 1
+
+
+def effective_frequencies(encoding: Mapping[str, Any] | None, n_numeric: int) -> int:
+    """``encoding.frequencies``, lowered so that the periodic inputs of all numeric columns
+    stay within ``encoding.input_budget`` (0: no budget), down to none at all.
+
+    Why: the first layer's size, hence the encrypted update's, grows with the inputs. A
+    file with a few numeric columns (TON_IoT telemetry: 1 or 2) gets every frequency, where
+    value-specific patterns need them; a flow table with 40 (WUSTL) keeps one scaled value
+    per column, which measured as good there, and a compact model."""
+    freqs = int(encoding_option(encoding, "frequencies"))
+    budget = int(encoding_option(encoding, "input_budget"))
+    if budget > 0 and n_numeric > 0:
+        freqs = min(freqs, budget // (2 * n_numeric))
+    return freqs
+
+
+def numeric_representations(encoding: Mapping[str, Any] | None) -> tuple[str, ...]:
+    value = encoding_option(encoding, "numeric")
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def needs_distribution(encoding: Mapping[str, Any] | None, n_numeric: int) -> bool:
+    """Whether numeric columns need the fine histogram (pass 1): every representation but
+    ``standard`` reads the distribution function; periodic only when it keeps frequencies."""
+    reps = set(numeric_representations(encoding))
+    if reps & {"quantile", "onehot", "ple"}:
+        return True
+    return "periodic" in reps and effective_frequencies(encoding, n_numeric) > 0
 
 
 # --- the grids -----------------------------------------------------------------------------
@@ -196,10 +228,6 @@ class Layout:
     slices: dict[str, slice]
 
 
-def _hashed(spec: FeatureSpec) -> list[str]:
-    return [c.name for c in spec.of_kind("categorical") if c.vocabulary is None]
-
-
 def layout(spec: FeatureSpec, encoding: Mapping[str, Any] | None, pass_index: int) -> Layout:
     """The fixed layout of pass ``pass_index``'s vector for this spec and encoding."""
     numeric = [c.name for c in spec.of_kind("numeric")]
@@ -210,15 +238,20 @@ def layout(spec: FeatureSpec, encoding: Mapping[str, Any] | None, pass_index: in
         for name in numeric:
             slices[name] = slice(pos, pos + g0)
             pos += g0
-        for col in spec.of_kind("categorical"):
-            if col.vocabulary is None:
-                slices[col.name] = slice(pos, pos + col.hash_space)
-                pos += col.hash_space
+        for col in spec.columns:
+            if col.kind == "categorical" and col.vocabulary is None:
+                width = col.hash_space
+            elif col.kind == "boolean":
+                width = UNKNOWN_TOKEN + 1
+            else:
+                continue
+            slices[col.name] = slice(pos, pos + width)
+            pos += width
         return Layout(pos, slices)
     if pass_index == 1 and stats_passes(encoding) == 2:
         m = fine_cells_per_column(encoding, len(numeric))
         pos = 1
-        for name in numeric:
+        for name in numeric if needs_distribution(encoding, len(numeric)) else []:
             slices[name] = slice(pos, pos + m)
             pos += m
         return Layout(pos, slices)

@@ -146,7 +146,8 @@ def load_device_table(
 ) -> DeviceTable:
     """This device's raw records, split, with the input layout (nothing fitted yet).
 
-    Arguments as :func:`fedids.data.load_device_data`. With ``data_path`` the device's own
+    ``dataset`` and ``partition`` are ``cfg.dataset`` and ``cfg.partition``;
+    ``classification`` is ``"multi"`` or ``"binary"``. With ``data_path`` the device's own
     file is used whole (not partitioned) and the layout is inferred from that file: pin
     column kinds in ``conf/dataset`` when devices' files could disagree (the layout digest
     tells). The split uses the multi-class labels whatever ``classification`` is, so

@@ -98,7 +98,10 @@ def test_unknown_categories_and_junk_never_crash(garage: Path):
     x = enc.transform(odd)
     other = x[:, len(enc.cat_stats["door_state"].codes)]
     assert other.tolist() == [1.0, 1.0, 0.0]  # unknown and empty -> "other"; OPEN is known
-    assert x[:, -1].tolist() == [0.0, 0.0, 1.0]  # boolean: unknown 0, on +1
+    n_door = len(enc.cat_stats["door_state"].codes) + 1
+    truth = x[:, n_door]
+    assert truth.tolist() == [0.0, 0.0, 1.0]  # boolean: unknown 0, on +1
+    assert x[:, n_door + 1 :].sum() == 0  # "on" and "maybe" were never written in training
 
 
 def test_bad_encoder_descriptions_are_refused(garage: Path):
@@ -126,3 +129,12 @@ def test_detect_equals_train_on_numeric_flows(tmp_path: Path, wustl_csv: Path):
     np.testing.assert_array_equal(
         enc.encode(parsed), enc.transform(load_wustl_raw(wustl_csv).frame)
     )
+
+
+def test_input_budget_trades_frequencies_for_columns():
+    from fedids.data.encoder import effective_frequencies
+
+    cfg = {"frequencies": 8, "input_budget": 64}
+    assert effective_frequencies(cfg, 1) == 8 and effective_frequencies(cfg, 2) == 8
+    assert effective_frequencies(cfg, 8) == 4 and effective_frequencies(cfg, 40) == 0
+    assert effective_frequencies({"frequencies": 8, "input_budget": 0}, 40) == 8

@@ -84,9 +84,9 @@ def test_columns_are_typed_by_content_when_not_told(tmp_path: Path) -> None:
 def test_column_that_turns_to_text_after_the_sample_stays_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fedids.data.loaders as loaders
+    import fedids.data.reader as reader
 
-    monkeypatch.setattr(loaders, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr(reader, "SAMPLE_ROWS", 2)
     path = write_text(tmp_path / "late.csv", "a,b\n1,1\n2,2\n3,three\n")
     df = read_flow_table(path)
     assert df.schema["a"] == pl.Float64
@@ -326,3 +326,10 @@ def test_data_path_overrides_dataset_path(tmp_path: Path, wustl_csv: Path) -> No
         load_dataset(dataset)
     flows = load_dataset(dataset, data_path=str(wustl_csv))
     assert str(wustl_csv) in flows.source and len(flows) == 1500
+
+
+def test_error_types_keep_their_public_module() -> None:
+    from fedids.data.loaders import DataError, NonNumericColumnError
+
+    assert f"{DataError.__module__}.{DataError.__qualname__}" == "fedids.data.loaders.DataError"
+    assert NonNumericColumnError.__module__ == "fedids.data.loaders"

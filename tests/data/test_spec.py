@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pytest
 
 from fedids.data.spec import (
+    BOOLEAN_TOKENS,
+    UNKNOWN_TOKEN,
     ColumnSpec,
     FeatureSpec,
     SpecError,
@@ -15,6 +16,7 @@ from fedids.data.spec import (
     infer_spec,
     parse_column,
     stable_hash,
+    truth_of,
 )
 
 CLASSES = ["normal", "attack"]
@@ -41,15 +43,16 @@ def test_numeric_dtype_is_numeric():
     assert infer_kind(pl.Series("c", [0.0, 1.0, 2.0])) == "numeric"
 
 
-def test_boolean_parsing_spaces_case_and_unknown():
+def test_boolean_parsing_keeps_truth_and_spelling():
     col = ColumnSpec("s", "boolean")
-    values, unknown = parse_column(
+    ids, unknown = parse_column(
         pl.Series(["0", "false  ", "1", " True", "ON", "off", "maybe", None]), col
     )
-    assert values[:6].tolist() == [0, 0, 1, 1, 1, 0]
-    assert np.isnan(values[6:]).all() and unknown == 2
+    assert truth_of(ids).tolist() == [-1, -1, 1, 1, 1, -1, 0, 0]
+    assert ids[0] != ids[1] and ids[1] == BOOLEAN_TOKENS.index("false")  # spelling kept
+    assert ids[6] == ids[7] == UNKNOWN_TOKEN and unknown == 2
     numbers, _ = parse_column(pl.Series([1.0, 0.0, 2.0]), col)
-    assert numbers[:2].tolist() == [1, 0] and np.isnan(numbers[2])
+    assert truth_of(numbers).tolist() == [1, -1, 0]
 
 
 def test_numeric_parsing_replaces_unreadable_cells_by_zero():
@@ -64,6 +67,7 @@ def test_protocol_names_in_protocol_columns():
     assert keys.to_list() == ["6", "6", "6", "17", "gre"]
     nums = category_keys(pl.Series([6.0, 17.0, 1.5]), "proto")
     assert nums.to_list() == ["6", "17", "1.5"]
+    assert category_keys(pl.Series(["1.50", " 6.0"]), "x").to_list() == ["1.5", "6"]
     values, _ = parse_column(pl.Series(["tcp", "17"]), ColumnSpec("Proto", "numeric"))
     assert values.tolist() == [6.0, 17.0]
 

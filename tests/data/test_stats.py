@@ -134,3 +134,17 @@ def test_bad_totals_are_refused(parts):
     bad[1] += 1
     with pytest.raises(StatsError, match="inconsistent"):
         summary_header(bad, spec)
+
+
+def test_fine_pass_only_when_the_representation_reads_the_distribution(parts):
+    splits, spec = parts
+    standard = {"numeric": ["standard"]}
+    assert summary_lengths(spec, standard)[1] == 1  # just [n_train]
+    crowded = {"numeric": ["standard", "periodic"], "input_budget": 4}  # 3 columns: no room
+    assert summary_lengths(spec, crowded)[1] == 1
+    assert summary_lengths(spec, {"numeric": ["standard", "periodic"]})[1] > 1
+    enc = build_encoder(spec, standard, pooled_totals(spec, standard, splits))
+    data = np.concatenate([s.frame["lat"].to_numpy() for s in splits])
+    st = enc.num_stats["lat"]
+    z = (np.sign(data) * np.log1p(np.abs(data)) - st.mean) / st.std
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1  # coarse-cell moments suffice

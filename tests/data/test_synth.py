@@ -159,7 +159,8 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_learnable_by_a_small_mlp(flows: pl.DataFrame, labels: np.ndarray) -> None:
-    """Combinations of columns do separate the classes: a small MLP learns them fast."""
+    """Combinations of columns mostly separate the classes: a small MLP learns them fast,
+    but the camouflaged share of every attack class keeps it below a perfect score."""
     x = flows.select(WUSTL_FEATURES).to_numpy().astype(np.float32)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x))
@@ -192,9 +193,9 @@ def test_learnable_by_a_small_mlp(flows: pl.DataFrame, labels: np.ndarray) -> No
     for c in range(3):  # the classes with enough test records for a stable F1
         tp = np.sum((pred == c) & (truth == c))
         f1.append(2 * tp / (np.sum(pred == c) + np.sum(truth == c)))
-    assert min(f1) >= 0.93, f1
+    assert min(f1) >= 0.75, f1
     attack_f1 = 2 * np.sum((pred > 0) & (truth > 0)) / (np.sum(pred > 0) + np.sum(truth > 0))
-    assert attack_f1 >= 0.97
+    assert 0.93 <= attack_f1 <= 0.985, attack_f1
 
 
 def test_generate_is_vectorized_fast() -> None:

@@ -88,3 +88,23 @@ def test_whole_file_for_a_device_and_deterministic(tmp_path: Path):
     assert len(a.train) + len(a.val) == 200 and "not partitioned" in a.source
     b, c = load(TON, path), load(TON, path)
     assert b.train.frame.equals(c.train.frame) and np.array_equal(b.val.labels, c.val.labels)
+
+
+def test_generic_flow_csv_with_protocol_service_state(tmp_path: Path):
+    rows = ["srcip,proto,service,state,sbytes,dur,attack_cat"]
+    for i in range(120):
+        proto = ["tcp", "udp", "6", "TCP "][i % 4]
+        service, state = ["-", "http", "dns"][i % 3], ["FIN", "CON"][i % 2]
+        dur = "-" if i % 11 == 0 else i / 10
+        label = "normal" if i % 3 else "dos"
+        rows.append(f"10.0.0.{i % 7},{proto},{service},{state},{i * 10},{dur},{label}")
+    path = write_text(tmp_path / "flows.csv", "\n".join(rows) + "\n")
+    ds = {"name": "csv", "schema": "csv", "label_column": "attack_cat",
+          "drop_columns": ["srcip"], "normal_label": "normal"}  # fmt: skip
+    t = load(ds, path)
+    kinds = {c.name: c.kind for c in t.spec.columns}
+    assert kinds == {"proto": "categorical", "service": "categorical", "state": "categorical",
+                     "sbytes": "numeric", "dur": "numeric"}  # fmt: skip
+    x = t.train.parsed(t.spec)
+    proto = x[:, 0]
+    assert len(np.unique(proto)) == 2  # tcp, 6 and "TCP " are one protocol; udp the other
