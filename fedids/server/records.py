@@ -92,6 +92,11 @@ def quality_warning(rounds: list[dict[str, Any]], *, synthetic: bool = False) ->
     if not rounds:
         return None
     last = rounds[-1]
+    cm = last.get("confusion_matrix")
+    support = [int(sum(row)) for row in cm] if cm else None
     return _quality_warning(
-        float(last["macro_f1"]), float(last.get("baseline_macro_f1", 0.0)), synthetic=synthetic
+        float(last["macro_f1"]),
+        float(last.get("baseline_macro_f1", 0.0)),
+        support=support,
+        synthetic=synthetic,
     )
