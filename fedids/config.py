@@ -23,12 +23,14 @@ RUN_CONFIG_KEYS: dict[str, tuple[str, bool]] = {
     "local-epochs": ("local_epochs", False),
     "classification": ("classification", True),
     "mode": ("mode", True),
+    "aggregation": ("aggregation", True),
     "run-dir": ("run_dir", False),
     "run-name": ("run_name", False),
 }
 
 CLASSIFICATIONS = ("binary", "multi")
 MODES = ("plain", "paillier")
+AGGREGATIONS = ("sync", "buffered")
 
 
 class ConfigError(ValueError):
@@ -69,6 +71,10 @@ def overrides_from_run_config(run_config: Mapping[str, Any]) -> list[str]:
                 )
         if key == "mode" and str(value) not in MODES:
             raise ConfigError(f"run-config 'mode' must be one of {MODES}, got {value!r}")
+        if key == "aggregation" and str(value) not in AGGREGATIONS:
+            raise ConfigError(
+                f"run-config 'aggregation' must be one of {AGGREGATIONS}, got {value!r}"
+            )
         if key in ("num-server-rounds", "local-epochs") and int(value) < 1:
             raise ConfigError(f"run-config {key!r} must be at least 1, got {value!r}")
         overrides.append(f"{target}={value}" if is_group else f"{target}={_hydra_value(value)}")

@@ -105,9 +105,9 @@ def make_server(
     header_extra: dict[str, Any] | None = None,
 ) -> FedIDSServer:
     """Everything a run needs on the server side, from a composed (plain) config."""
-    recorder = RunRecorder(
-        run_path, cfg, header=run_header(cfg, run_path.name, **(header_extra or {}))
-    )
+    extra = {"aggregation": {"name": (cfg.get("aggregation") or {}).get("name", "sync")}}
+    extra.update(header_extra or {})
+    recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_path.name, **extra))
     strategy = build_strategy(cfg, run_id, simulation=simulation)
     plan = RunPlan(
         run_id=run_id,
@@ -119,9 +119,16 @@ def make_server(
         simulation=simulation,
         save_plain_parameters=cfg["mode"]["name"] == "plain",
     )
-    return FedIDSServer(
+    servers: dict[str, Any] = dict(
         client_manager=client_manager, strategy=strategy, plan=plan, recorder=recorder
     )
+    aggregation = dict(cfg.get("aggregation") or {"name": "sync"})
+    if aggregation["name"] == "buffered":
+        from fedids.server.buffered import BufferedFedIDSServer
+
+        timeout = float(cfg["federation"]["round_timeout"])
+        return BufferedFedIDSServer(aggregation=aggregation, round_timeout=timeout, **servers)
+    return FedIDSServer(**servers)
 
 
 def server_fn(context: Context) -> ServerAppComponents:

@@ -23,6 +23,7 @@ from fedids import protocol
 from fedids.device import data as device_data
 from fedids.device.channel import PaillierChannel, PlainChannel
 from fedids.device.policy import DevicePolicy, PolicyError
+from fedids.device.slowdown import pause_for_slowdown
 from fedids.device.state import DeviceState, Setup
 from fedids.model import build_model, get_weights, set_weights
 from fedids.task import confusion, train
@@ -224,6 +225,9 @@ class FedIDSClient(NumPyClient):
                 "encrypt_seconds": time.perf_counter() - t2 if self.mode == "paillier" else 0.0,
                 "decrypt_seconds": receive_s,
             }
+        )
+        metrics["slowdown_seconds"] = pause_for_slowdown(
+            self.cfg, self.partition_id, time.perf_counter() - t0
         )
         if self.mode == "plain":
             metrics["partition_id"] = self.partition_id
