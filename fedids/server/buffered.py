@@ -48,7 +48,6 @@ from flwr.server.client_proxy import ClientProxy
 
 from fedids import protocol
 from fedids.server import buffer_rule as rule
-from fedids.server.device_errors import describe_failure
 from fedids.server.loop import FedIDSServer, payload_bytes
 from fedids.server.records import RoundCosts
 from strategies.buffered_fedavg import (
