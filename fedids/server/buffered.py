@@ -383,16 +383,11 @@ class BufferedFedIDSServer(FedIDSServer):
             return
         if not self.events.empty():
             return
-        costs = self._pending_costs
+        errors = "; ".join(self._pending_costs.device_errors)
         raise AggregationError(
             f"version {self.version + 1}: {len(self.buffer)} valid update(s) from "
             f"{len(self.devices)} device(s), at least {int(self.strategy.min_fit_clients)} "
-            "needed"
-            + (
-                f". Failed or rejected: {'; '.join(costs.device_errors)}"
-                if costs.device_errors
-                else ""
-            )
+            "needed" + (f". Failed or rejected: {errors}" if errors else "")
         )
 
     # -- evaluation and reports ----------------------------------------------------------------
