@@ -104,6 +104,25 @@ def staleness_of(new_version: int, base_version: int) -> int:
     return int(new_version) - 1 - int(base_version)
 
 
+def staleness_problem(new_version: int, base_version: int, settings: BufferSettings) -> str | None:
+    """Why an update trained on ``base_version`` cannot join ``new_version`` (``None``: it can).
+
+    Accepted: ``base_version`` in ``[new_version - 1 - max_staleness, new_version - 1]``."""
+    s = staleness_of(new_version, base_version)
+    if s < 0:
+        return (
+            f"claims to be trained on version {base_version}, which does not exist before "
+            f"version {new_version}"
+        )
+    if s > settings.max_staleness:
+        return (
+            f"trained on version {base_version}, {s} version(s) old for version {new_version} "
+            f"(aggregation.max_staleness={settings.max_staleness}); the device trains on the "
+            "newest instead"
+        )
+    return None
+
+
 def staleness_multiplier(staleness: int, settings: BufferSettings) -> int:
     """The integer weight of an update of this staleness, in ``[1, max_multiplier]``."""
     if staleness < 0:

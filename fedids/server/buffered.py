@@ -261,14 +261,10 @@ class BufferedFedIDSServer(FedIDSServer):
         res = ev.result
         metrics = dict(res.metrics or {})
         self._on_report(dev, metrics)
-        staleness = rule.staleness_of(self.version + 1, base)
         try:
-            if staleness > self.settings.max_staleness:
-                raise UpdateRejected(
-                    f"trained on version {base}, {staleness} version(s) too old for version "
-                    f"{self.version + 1} (aggregation.max_staleness="
-                    f"{self.settings.max_staleness}); the device trains on the newest instead"
-                )
+            problem = rule.staleness_problem(self.version + 1, base, self.settings)
+            if problem is not None:
+                raise UpdateRejected(problem)
             update = self.aggregator.check(dev.cid, res, base)
         except (UpdateRejected, ValueError) as exc:
             log.warning(
