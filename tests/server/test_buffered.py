@@ -73,11 +73,13 @@ def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path):
     release = threading.Event()
     second_fits = []
     lock = threading.Lock()
+    one_at_a_time = threading.Lock()  # device code shares torch's global RNG: never overlap it
 
     def wrap(proxy, name, ins, call):
         if name == "fit" and proxy.cid == "1003" and ins.config["server_round"] == 1:
             assert release.wait(120), "the fast devices never trained on version 1"
-        out = call(ins)
+        with one_at_a_time:
+            out = call(ins)
         if name == "fit" and ins.config["server_round"] == 2:
             with lock:
                 second_fits.append(proxy.cid)
