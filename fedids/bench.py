@@ -24,6 +24,7 @@ All three run in one process tree on the same data and the same model:
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -126,7 +127,7 @@ def time_packed(
                 pub, params, workers=workers, pool=pool, private_key=priv if crt else None
             )
             t1 = _now()
-            enc.start_precompute(n_values)
+            enc.start_precompute(n_ct)
             enc.wait_precompute()  # time the obfuscators apart from the rest of encrypt
             obf_s += _now() - t1
             payloads.append(enc.encrypt(w))
@@ -356,7 +357,7 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
         out: dict[str, Any] = {
             "settings": settings.__dict__ | {"key_dir": None},
             "keygen_or_load_seconds": keygen_s,
-            "codec": params.__dict__
+            "codec": dataclasses.asdict(params)
             | {"slots_per_ciphertext": params.slots_per_ciphertext, "step": params.step},
         }
         say(

@@ -1,13 +1,16 @@
-"""The detector: an MLP over scaled flow features, and its self-contained ``model.pt``.
+"""The detector: an MLP over encoded flow features, and its self-contained ``model.pt``.
 
-``model.pt`` holds everything inference needs (weights, feature names, scaler, class
-names, classification type), so ``fedids detect`` needs no config and no training data.
+``model.pt`` holds everything inference needs (weights, the encoder with its column
+kinds and federation statistics, class names, classification type), so ``fedids detect``
+needs no config and no training data, and encodes flows exactly as training did.
+
+The model's parameters are what Paillier encrypts every round, so its size is the
+encrypted round's cost: keep it compact (:func:`count_parameters`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedids.data.encoder import Encoder, EncoderError
 from fedids.data.features import Scaler
 
-MODEL_FORMAT = "fedids-model/1"
+MODEL_FORMAT = "fedids-model/2"
+#: Older files (a scaler instead of an encoder) still load.
+LEGACY_FORMATS = ("fedids-model/1",)
 
 
 class MLP(nn.Module):
@@ -48,6 +54,22 @@ def build_model(
     return model
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Values a round sends (and Paillier encrypts): every tensor of the state dict."""
+    return int(sum(v.numel() for v in model.state_dict().values()))
+
+
+def model_for(encoder: Encoder, model_cfg: Mapping[str, Any], seed: int) -> MLP:
+    """The configured model for an encoder's input layout (same seed -> same weights)."""
+    return build_model(
+        encoder.n_inputs,
+        len(encoder.class_names),
+        list(model_cfg.get("hidden", [64, 32])),
+        float(model_cfg.get("dropout", 0.0)),
+        seed,
+    )
+
+
 def get_weights(model: nn.Module) -> list[np.ndarray]:
     return [
         v.detach().cpu().numpy().astype(np.float32, copy=True) for v in model.state_dict().values()
@@ -66,27 +88,75 @@ def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
     model.load_state_dict(state, strict=True)
 
 
-@dataclass
-class Detector:
-    """A trained model ready for inference on raw (unscaled) feature matrices."""
 
-    model: MLP
-    feature_names: list[str]
-    class_names: list[str]
-    classification: str
-    scaler: Scaler
-    meta: dict[str, Any]
+
+class FeatureNames(list):
+    """The raw input columns of a detector, carrying its encoder.
+
+    Alert tooling calls ``feature_matrix(df, detector.feature_names, source)``: the names
+    travel with the encoder so that call parses cells with the training rules without
+    changing its signature.
+    """
+
+    def __init__(self, names: Sequence[str], encoder: Encoder) -> None:
+        super().__init__(str(n) for n in names)
+        self.encoder = encoder
+
+
+class Detector:
+    """A trained model and the encoder it was trained with, ready for inference.
+
+    ``encoder`` may be a pre-v2 :class:`~fedids.data.features.Scaler` (all-numeric
+    features, signed log1p + standardization): it is wrapped in an equivalent encoder.
+    """
+
+    def __init__(
+        self,
+        model: MLP,
+        feature_names: Sequence[str],
+        class_names: Sequence[str],
+        classification: str,
+        encoder: Encoder | Scaler | None = None,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        scaler: Scaler | None = None,
+    ) -> None:
+        enc = encoder if encoder is not None else scaler
+        if isinstance(enc, Scaler):
+            enc = Encoder.from_scaler(feature_names, class_names, enc)
+        if not isinstance(enc, Encoder):
+            raise TypeError("Detector needs an Encoder (or a pre-v2 Scaler)")
+        if list(enc.feature_names) != [str(n) for n in feature_names]:
+            raise ValueError("feature_names differ from the encoder's columns")
+        self.model = model
+        self.encoder = enc
+        self.feature_names = FeatureNames(feature_names, enc)
+        self.class_names = [str(c) for c in class_names]
+        self.classification = str(classification)
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def from_encoder(
+        cls, model: MLP, encoder: Encoder, classification: str, meta: Mapping[str, Any]
+    ) -> Detector:
+        return cls(model, encoder.feature_names, encoder.class_names, classification,
+                   encoder, meta)  # fmt: skip
 
     @torch.no_grad()
-    def predict_proba(self, x_raw: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """Class probabilities for raw feature rows (columns in ``feature_names`` order)."""
+    def predict_proba(self, x_parsed: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """Class probabilities for parsed rows (``feature_matrix``'s output: one value per
+        column in ``feature_names`` order; for all-numeric inputs, the raw numbers)."""
         self.model.eval()
-        x = self.scaler.transform(np.asarray(x_raw, dtype=np.float32))
+        x = self.encoder.encode(np.asarray(x_parsed))
         out = np.empty((len(x), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(x), batch_size):
             logits = self.model(torch.from_numpy(x[start : start + batch_size]))
             out[start : start + batch_size] = torch.softmax(logits, dim=1).numpy()
         return out
+
+    def predict_frame(self, frame: Any, *, source: str = "") -> np.ndarray:
+        """Class probabilities for a raw table (text kept), encoded as in training."""
+        return self.predict_proba(self.encoder.parse(frame, source=source))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -94,22 +164,37 @@ class Detector:
         payload = {
             "format": MODEL_FORMAT,
             "state_dict": self.model.state_dict(),
-            "n_features": len(self.feature_names),
-            "hidden": self.meta.get("hidden", []),
-            "dropout": self.meta.get("dropout", 0.0),
-            "feature_names": list(self.feature_names),
+            "n_inputs": self.encoder.n_inputs,
+            "hidden": list(self.meta.get("hidden", [])),
+            "dropout": float(self.meta.get("dropout", 0.0)),
             "class_names": list(self.class_names),
             "classification": self.classification,
-            "scaler": self.scaler.to_dict(),
+            "encoder": self.encoder.to_dict(),
             "meta": self.meta,
         }
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
 
+    to_file = save
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Detector:
+        return load_detector(path)
+
 
 class ModelFileError(ValueError):
     """``model.pt`` is missing, unreadable or not a fedids model."""
+
+
+def _encoder_of(payload: Mapping[str, Any], path: Path) -> Encoder:
+    if payload.get("format") in LEGACY_FORMATS:
+        scaler = Scaler.from_dict(payload["scaler"])
+        return Encoder.from_scaler(payload["feature_names"], payload["class_names"], scaler)
+    try:
+        return Encoder.from_dict(payload["encoder"])
+    except EncoderError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
 
 
 def load_detector(path: str | Path) -> Detector:
@@ -123,24 +208,30 @@ def load_detector(path: str | Path) -> Detector:
         raise ModelFileError(
             f"{path}: not a readable torch file ({exc.__class__.__name__}: {exc})"
         ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+    formats = (MODEL_FORMAT, *LEGACY_FORMATS)
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
         raise ModelFileError(f"{path}: not a fedids model (expected format {MODEL_FORMAT!r})")
     try:
+        encoder = _encoder_of(payload, path)
+        n_inputs = int(payload.get("n_inputs", payload.get("n_features", -1)))
+        if n_inputs != encoder.n_inputs:
+            raise ModelFileError(
+                f"{path}: model expects {n_inputs} inputs but its encoder makes "
+                f"{encoder.n_inputs}"
+            )
         model = MLP(
-            int(payload["n_features"]),
-            len(payload["class_names"]),
-            list(payload["hidden"]),
+            n_inputs, len(payload["class_names"]), list(payload["hidden"]),
             float(payload["dropout"]),
-        )
+        )  # fmt: skip
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError) as exc:
         raise ModelFileError(f"{path}: model weights do not match its description ({exc})") from exc
     model.eval()
     return Detector(
-        model=model,
-        feature_names=list(payload["feature_names"]),
-        class_names=list(payload["class_names"]),
-        classification=str(payload["classification"]),
-        scaler=Scaler.from_dict(payload["scaler"]),
-        meta=dict(payload.get("meta", {})),
+        model,
+        encoder.feature_names,
+        list(payload["class_names"]),
+        str(payload["classification"]),
+        encoder,
+        dict(payload.get("meta", {})),
     )

@@ -18,6 +18,7 @@ from flwr.server.client_manager import SimpleClientManager
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
+from fedids.logs import route_to_flower
 from fedids.server.loop import FedIDSServer, RunPlan
 from strategies.fedids_base import FedIDSStrategyBase
 
@@ -90,9 +91,9 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
 
 
 def stats_passes(cfg: dict[str, Any]) -> int:
-    from fedids.device.data import stats_passes as passes
+    from fedids.data.stats import stats_passes as passes
 
-    return int(passes(cfg))
+    return int(passes(cfg.get("encoding")))
 
 
 def make_server(
@@ -132,6 +133,7 @@ def make_server(
 
 
 def server_fn(context: Context) -> ServerAppComponents:
+    route_to_flower()
     cfg = to_plain(compose_config(context.run_config))
     run_id = int(getattr(context, "run_id", 0) or 0)
     run_name = cfg["run_name"] or make_run_name(run_id or None)

@@ -1,8 +1,9 @@
 """Local training and evaluation on one device's arrays (no Flower here).
 
 Class imbalance (WUSTL is 92.7 % normal; Backdoor is 0.02 %) is handled with class
-weights in the loss, computed from the device's own training labels over the global
-class list, so a device that never saw a class does not divide by zero.
+weights in the loss. With ``class_counts`` (the federation's class counts, from the
+stats pass header) every device weighs classes alike; without, the device's own labels
+are used. Either way over the global class list, so an absent class never divides by 0.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from torch import nn
 
 
 def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> torch.Tensor:
-    """Loss weights per class: ``none``, ``inverse`` or ``sqrt_inverse`` frequency."""
+    """Loss weights per class from labels: ``none``, ``inverse`` or ``sqrt_inverse``."""
+    return class_weights_from_counts(np.bincount(y, minlength=n_classes), scheme)
+
+
+def class_weights_from_counts(counts: np.ndarray, scheme: str) -> torch.Tensor:
+    """Loss weights per class from class counts (e.g. the federation's totals)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n_classes = len(counts)
     if scheme == "none":
         return torch.ones(n_classes)
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     present = counts > 0
     w = np.zeros(n_classes)
     freq = counts[present] / counts.sum()
@@ -42,14 +49,24 @@ def train(
     n_classes: int,
     weighting: str,
     seed: int,
+    class_counts: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Train in place with Adam; returns the mean loss of the first and the last epoch."""
+    """Train in place with Adam; returns the mean loss of the first and the last epoch.
+
+    ``class_counts``: the federation's class counts for the loss weights (default: this
+    device's labels)."""
     if len(x) == 0:
         raise ValueError("cannot train on an empty training split")
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout draws from the global generator
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    criterion = nn.CrossEntropyLoss(weight=class_weights(y, n_classes, weighting))
+    if class_counts is not None:
+        if len(class_counts) != n_classes:
+            raise ValueError(f"class_counts has {len(class_counts)} entries, need {n_classes}")
+        weights = class_weights_from_counts(np.asarray(class_counts), weighting)
+    else:
+        weights = class_weights(y, n_classes, weighting)
+    criterion = nn.CrossEntropyLoss(weight=weights)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     epoch_losses = []

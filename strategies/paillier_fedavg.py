@@ -41,7 +41,8 @@ from flwr.common.logger import log
 from flwr.server.client_proxy import ClientProxy
 
 from fedids import protocol
-from fedids.crypto.codec import Binding, CodecParams
+from fedids.crypto.binding import Binding
+from fedids.crypto.codec import CodecParams
 from fedids.crypto.keys import fingerprint_of_n
 from strategies.fedids_base import AggregationError, Contribution, FedIDSStrategyBase
 from strategies.homomorphic import RejectedUpdate, parse_update, sum_updates
@@ -111,16 +112,7 @@ class PaillierFedAvg(FedIDSStrategyBase):
         self, cid: str, arrays: list[np.ndarray], metrics: dict[str, Scalar], expect: Binding
     ) -> Any:
         n, _ = self._key_of(metrics)
-        update = parse_update(arrays, params=self.codec, n=n)
-        b = update.binding
-        if (b.run_id, b.kind, b.tag) != (expect.run_id, expect.kind, expect.tag) or (
-            b.round != expect.round or b.base_version != expect.base_version
-        ):
-            raise RejectedUpdate(
-                f"payload is bound to run {b.run_id} round {b.round} kind {b.kind}/{b.tag} "
-                f"(base {b.base_version}), this is run {expect.run_id} round {expect.round} "
-                f"kind {expect.kind}/{expect.tag} (base {expect.base_version})"
-            )
+        update = parse_update(arrays, params=self.codec, n=n, expect=expect)
         if update.digest in self._seen_digests:
             raise RejectedUpdate("replay: these exact ciphertexts were already received")
         return update
@@ -132,7 +124,7 @@ class PaillierFedAvg(FedIDSStrategyBase):
         what: str,
         server_round: int,
     ) -> tuple[list[np.ndarray], int]:
-        updates = []
+        accepted: list[tuple[str, Any]] = []
         seen: set[str] = set()
         for cid, arrays, metrics in items:
             if cid in seen:
@@ -144,28 +136,32 @@ class PaillierFedAvg(FedIDSStrategyBase):
                 self._reject(what, server_round, cid, str(exc))
                 continue
             seen.add(cid)
-            updates.append(update)
-        if updates:
-            size = (
-                updates[0].n_values
-                if expect.kind != protocol.KIND_MODEL or (self.pinned_n_values is None)
-                else self.pinned_n_values
-            )
-            kept = []
-            for u in updates:
-                if u.n_values != size:
-                    self._reject(what, server_round, "?", f"{u.n_values} values, expected {size}")
-                else:
-                    kept.append(u)
-            updates = kept[: self.max_clients]
-        if not updates:
+            accepted.append((cid, update))
+        if not accepted:
             return [], 0
-        payload = sum_updates(updates, [1] * len(updates), binding=expect)
-        for u in updates:
-            self._seen_digests.add(u.digest)
+        pinned = self.pinned_n_values if expect.kind == protocol.KIND_MODEL else None
+        size = pinned if pinned is not None else accepted[0][1].n_values
+        kept = []
+        for cid, u in accepted:
+            if u.n_values != size:
+                self._reject(what, server_round, cid, f"{u.n_values} values, expected {size}")
+            elif len(kept) >= self.max_clients:
+                self._reject(
+                    what,
+                    server_round,
+                    cid,
+                    f"more than max_clients={self.max_clients} payloads this round (the "
+                    "codec's headroom); not summed",
+                )
+            else:
+                kept.append(u)
+        if not kept:
+            return [], 0
+        payload = sum_updates(kept, [1] * len(kept), binding=expect)
+        self._seen_digests.update(u.digest for u in kept)
         if expect.kind == protocol.KIND_MODEL:
-            self.pinned_n_values = updates[0].n_values
-        return payload, len(updates)
+            self.pinned_n_values = kept[0].n_values
+        return payload, len(kept)
 
     # -- model rounds ----------------------------------------------------------------------------
     def aggregate_fit(

@@ -33,3 +33,22 @@ def test_bad_model_files(tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="junk.pt"):
         load_detector(junk)
+
+
+def test_pre_v2_model_files_still_load(tmp_path):
+    import torch
+
+    rng = np.random.default_rng(0)
+    raw = rng.lognormal(size=(50, 2)).astype(np.float32)
+    scaler = Scaler.fit(raw)
+    model = build_model(2, 2, [4], 0.0, seed=0)
+    torch.save(
+        {"format": "fedids-model/1", "state_dict": model.state_dict(), "n_features": 2,
+         "hidden": [4], "dropout": 0.0, "feature_names": ["a", "b"],
+         "class_names": ["normal", "attack"], "classification": "binary",
+         "scaler": scaler.to_dict(), "meta": {}},
+        tmp_path / "old.pt",
+    )  # fmt: skip
+    det = load_detector(tmp_path / "old.pt")
+    expected = torch.softmax(model(torch.from_numpy(scaler.transform(raw))), 1).detach().numpy()
+    np.testing.assert_allclose(det.predict_proba(raw), expected, atol=1e-5)

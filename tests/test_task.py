@@ -62,3 +62,20 @@ def test_class_weights_absent_class_neutral():
     assert torch.isfinite(w).all()
     assert w[1] > w[0]
     assert w[2] == 1.0
+
+
+def test_federation_class_counts_set_the_weights():
+    x, y = _toy(500)
+    counts = np.array([1000, 10, 10])
+    a, b = build_model(6, 3, [8], 0.0, seed=5), build_model(6, 3, [8], 0.0, seed=5)
+    kw = dict(epochs=1, batch_size=64, lr=0.01, weight_decay=0.0, n_classes=3,
+              weighting="inverse", seed=1)  # fmt: skip
+    train(a, x, y, class_counts=counts, **kw)
+    train(b, x, y, **kw)
+    assert any(
+        not np.array_equal(wa, wb) for wa, wb in zip(get_weights(a), get_weights(b), strict=True)
+    )
+    from fedids.task import class_weights_from_counts
+
+    w = class_weights_from_counts(counts, "inverse")
+    assert w[1] == w[2] and w[1] > 10 * w[0]

@@ -126,13 +126,60 @@ def _protocol_names_as_numbers(df: pl.DataFrame, feature_names: Sequence[str]) -
     )
 
 
-def feature_matrix(df: pl.DataFrame, feature_names: Sequence[str], source: str) -> np.ndarray:
-    """The model's features as float32 rows (columns in ``feature_names`` order).
+def _encoder_of(features: object) -> object | None:
+    """The training encoder behind ``features`` (a detector's ``feature_names``, a
+    Detector or an Encoder), or None for a plain list of column names."""
+    for candidate in (features, getattr(features, "encoder", None)):
+        if candidate is not None and hasattr(candidate, "parse") and hasattr(candidate, "spec"):
+            return candidate
+    return None
 
-    A missing column is an error naming it and ``source``. Cells that are not numbers,
-    NaN or infinite become 0 with a warning (counted per column): one bad cell should
-    not stop detection on a million flows, but a column with no number at all is an error.
+
+def _encoded_columns(df: pl.DataFrame, encoder: object, source: str) -> np.ndarray:
+    """Cells parsed by the encoder's own rules (``FeatureSpec.parse``): exactly as in
+    training, unknown categories included (they go to the encoder's "other" input)."""
+    spec = encoder.spec  # type: ignore[attr-defined]
+    missing = [c for c in spec.names if c not in df.columns]
+    if missing:
+        raise AlertsInputError(
+            f"{source}: missing feature column(s) {', '.join(missing)} required by the model"
+        )
+    if df.height == 0:
+        return np.empty((0, len(spec.names)), dtype=np.float64)
+    from fedids.data.spec import parse_column
+
+    for col in spec.of_kind("numeric"):
+        series = df[col.name]
+        if series.dtype != pl.String:
+            continue
+        present = int((series.str.strip_chars().str.len_bytes() > 0).sum())
+        _, unreadable = parse_column(series, col)
+        if present and unreadable - (df.height - present) == present:
+            example = series.drop_nulls().head(1).item()
+            raise AlertsInputError(
+                f"{source}: column {col.name} holds no numbers (e.g. {example!r}); "
+                "the model was trained on numbers there"
+            )
+    return encoder.parse(df, source=source)  # type: ignore[attr-defined]
+
+
+def feature_matrix(df: pl.DataFrame, feature_names: Sequence[str], source: str) -> np.ndarray:
+    """The model's input columns, one value per cell, in ``feature_names`` order.
+
+    Give it ``detector.feature_names`` (or the detector): cells are then parsed by the
+    encoder the model was trained with (``model.pt``), so text, boolean-like and numeric
+    cells mean exactly what they meant in training; the result (float64, exact) goes to
+    ``detector.predict_proba``. With a plain list of names (pre-v2 all-numeric models),
+    cells are read as numbers (float32).
+
+    A missing column is an error naming it and ``source``. Numeric cells that are not
+    numbers, NaN or infinite become 0 with a warning (counted per column): one bad cell
+    should not stop detection on a million flows, but a numeric column with no number at
+    all is an error.
     """
+    encoder = _encoder_of(feature_names)
+    if encoder is not None:
+        return _encoded_columns(df, encoder, source)
     missing = [c for c in feature_names if c not in df.columns]
     if missing:
         raise AlertsInputError(

@@ -7,7 +7,10 @@ Files in a key directory::
 
 Integers are lower-case hex strings. ``private.json`` is created with mode 0600 from the
 first byte (``os.open(..., 0o600)`` on a temporary file, then an atomic rename or link),
-never chmod-ed afterwards, so there is no window in which another user could read it.
+never chmod-ed afterwards, so there is no window in which another user could read it; and a
+``private.json`` that group or others can read is refused on load (copied with a loose umask,
+say): its key may already be exposed, and silently using it would hide that. No error raised
+here ever carries key material: messages name the file and the field, never a value.
 The fingerprint is the SHA-256 (hex) of ``n`` as big-endian bytes of minimal length; it
 is what logs and the CLI show. Key material itself is never logged or printed.
 
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,20 +166,37 @@ def save_keypair(
     return directory
 
 
+def _parse(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or ``None`` if it raises: callers raise their own error OUTSIDE any
+    ``except`` block, so that no exception holding file content (``JSONDecodeError.doc``,
+    ``UnicodeDecodeError.object``, ``int()``'s message) is even kept as ``__context__``."""
+    try:
+        return fn(*args)
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _hex(doc: dict[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    return _parse(int, value, 16) if isinstance(value, str) else None
+
+
 def _read_doc(path: Path, expected_format: str) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.__class__.__name__}") from None
+        raise FileNotFoundError(f"no key file {path}") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    doc = _parse(json.loads, raw)
+    del raw
+    if doc is None:
+        raise KeyFileError(f"cannot read key file {path}: not JSON")
     if not isinstance(doc, dict) or doc.get("format") != expected_format:
         raise KeyFileError(f"{path} is not a {expected_format} file")
-    try:
-        n = int(doc["n"], 16)
-        bits = int(doc["bits"])
-    except (KeyError, TypeError, ValueError):
-        raise KeyFileError(f"{path}: missing or malformed 'n'/'bits'") from None
+    n, bits = _hex(doc, "n"), doc.get("bits")
+    if n is None or not isinstance(bits, int):
+        raise KeyFileError(f"{path}: missing or malformed 'n'/'bits'")
     if n.bit_length() != bits:
         raise KeyFileError(f"{path}: n has {n.bit_length()} bits, file says {bits}")
     if doc.get("fingerprint") != fingerprint_of_n(n):
@@ -197,14 +218,33 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
 def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
     """Load ``private.json`` from a key directory (or the file itself); checks p*q == n."""
     file = _key_path(path, PRIVATE_FILE)
+    check_private_file_mode(file)
     doc = _read_doc(file, PRIVATE_FORMAT)
-    try:
-        n, p, q = (int(doc[k], 16) for k in ("n", "p", "q"))
-    except (KeyError, TypeError, ValueError):
-        raise KeyFileError(f"{file}: missing or malformed 'p'/'q'") from None
-    if p * q != n or p == q:
+    n, p, q = (_hex(doc, k) for k in ("n", "p", "q"))
+    if p is None or q is None or n is None:
+        raise KeyFileError(f"{file}: missing or malformed 'p'/'q'")
+    if p * q != n or p == q or p < 2 or q < 2:
         raise KeyFileError(f"{file}: p*q does not equal n")
-    return paillier.PaillierPrivateKey(public_key_from_n(n), p, q)
+    key = _parse(paillier.PaillierPrivateKey, public_key_from_n(n), p, q)
+    if key is None:  # phe's messages are not ours to vouch for
+        raise KeyFileError(f"{file}: not a valid Paillier private key")
+    return key
+
+
+def check_private_file_mode(file: Path) -> None:
+    """Refuse a private key file that group or others may read (or that is not a file)."""
+    try:
+        st = file.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no private key file {file}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{file} is not a regular file")
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"{file} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"refusing to use a private key others may have read: fix with `chmod 600 {file}` "
+            "(and make a new key if others did read it)"
+        )
 
 
 @contextlib.contextmanager

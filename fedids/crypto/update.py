@@ -1,10 +1,13 @@
-"""Client-side facade: model weights -> encrypted wire arrays, and aggregate -> weights.
+"""Device side: model weights and count vectors -> encrypted wire arrays, aggregates -> values.
 
-``UpdateEncryptor`` clips, quantizes, packs and encrypts a list of float arrays (the FULL
-model weights, see docs/paillier.md); ``AggregateDecryptor`` turns the server's weighted
-homomorphic sum back into the sample-weighted average model. Both use the process-wide
-worker pool for their ``workers`` count unless given a pool; nothing here imports torch
-or flwr.
+:class:`UpdateEncryptor` encrypts (protocol v2, docs/paillier.md): ``encrypt_model`` takes
+the FULL weights pre-weighted by the device's share ``n_k/N`` (so the server only adds and
+FedAvg weights are exact), ``encrypt_counts`` takes non-negative integer vectors (federated
+statistics, confusion matrices). :class:`AggregateDecryptor` decrypts the server's sums and
+refuses (``WireFormatError``, one line) anything honest contributors cannot have produced:
+another key, codec or binding, a forged or replayed sum, too few contributors, a share total
+or a slot over its bound. Both use the process-wide worker pool unless given one; nothing here
+imports torch or flwr. ``encrypt``/``decrypt`` are protocol v1, kept until callers switch.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedids.crypto import codec, vector, wire
+from fedids.crypto import legacy, vector, wire
+from fedids.crypto.binding import Binding, binding_tag, tag_key_from_factors
 from fedids.crypto.codec import CodecParams
 from fedids.crypto.keys import PrivateKey, PublicKey, fingerprint, key_id
-from fedids.crypto.wire import Header, WireFormatError, is_encrypted_payload
+from fedids.crypto.layout import DecodeError
+from fedids.crypto.wire import WireFormatError, WireHeader, is_encrypted_payload
 
 __all__ = [
     "AggregateDecryptor",
+    "AggregateInfo",
+    "Binding",
     "EncryptStats",
     "UpdateEncryptor",
     "WireFormatError",
@@ -30,7 +37,7 @@ __all__ = [
 
 
 def _flatten(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    if not arrays:
+    if not len(arrays):
         raise ValueError("no arrays to encrypt")
     return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
 
@@ -44,7 +51,7 @@ def _check_key_size(n: int, params: CodecParams) -> None:
 
 @dataclass
 class EncryptStats:
-    """What the last :meth:`UpdateEncryptor.encrypt` did (for metrics and the bench)."""
+    """What the last encryption did (for metrics and the bench)."""
 
     n_values: int = 0
     n_ciphertexts: int = 0
@@ -53,8 +60,19 @@ class EncryptStats:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class AggregateInfo:
+    """What a device learns about an aggregate besides its values (all from decryption)."""
+
+    contributors: int  # from the ENCRYPTED per-update count (not the header's claim)
+    share_total: float  # sum of multiplier_k * share_k (model aggregates; 0.0 for counts)
+    binding: Binding  # the header's binding; run, round, kind, tag authenticated by the tag
+    multiplier_total: int = 0  # sum of the server's multipliers (model aggregates)
+    error_bound: float = 0.0  # largest |value - exact weighted average| (model aggregates)
+
+
 class UpdateEncryptor:
-    """Encrypts model updates under one public key with the codec ``params``."""
+    """Encrypts one device's payloads under one public key with the codec ``params``."""
 
     def __init__(
         self,
@@ -65,16 +83,19 @@ class UpdateEncryptor:
         pool: vector.WorkerPool | None = None,
         private_key: PrivateKey | None = None,
     ) -> None:
-        """``private_key`` is optional: a device holds it anyway (it decrypts the aggregate),
-        and with it the obfuscators are computed by the CRT, about 3-4x faster. Encryption
-        services and tests without it use the public-key-only path."""
+        """``private_key`` is optional: a device holds it anyway (it decrypts the aggregate);
+        with it the obfuscators are cheaper and the encryptor computes the binding tags
+        itself. Without it (an encryption service) every call must be given the ``tag``
+        the device computed (:meth:`AggregateDecryptor.binding_tag`)."""
         params.validate()
         _check_key_size(public_key.n, params)
         factors = None
+        self._tag_key: bytes | None = None
         if private_key is not None:
             if private_key.public_key.n != public_key.n:
                 raise ValueError("private_key does not belong to public_key")
             factors = (int(private_key.p), int(private_key.q))
+            self._tag_key = tag_key_from_factors(*factors)
         self.public_key = public_key
         self.params = params
         self.key_id = key_id(fingerprint(public_key))
@@ -83,39 +104,95 @@ class UpdateEncryptor:
         self._store = vector.ObfuscatorStore(public_key.n, pool, factors)
         self.last_stats = EncryptStats()
 
+    def __repr__(self) -> str:  # never show key material
+        return f"UpdateEncryptor(key_id={self.key_id:#x}, params={self.params})"
+
     @property
     def last_clipped(self) -> int:
         """Values clipped to [-clip, clip] in the last update (report it: many = bad clip)."""
         return self.last_stats.clipped
 
-    def start_precompute(self, n_values: int) -> None:
-        """Start computing the obfuscators for an update of ``n_values`` values (non-blocking).
+    def start_precompute(self, n_ciphertexts: int) -> None:
+        """Start computing ``n_ciphertexts`` obfuscators in the background (non-blocking).
 
-        Call it when local training starts; :meth:`encrypt` then only multiplies (and
-        computes whatever is still missing).
+        Call it when local training starts with ``params.n_model_ciphertexts(n_values)``;
+        the encryption then only multiplies (and computes whatever is still missing).
         """
-        self._store.start(self.params.n_ciphertexts(int(n_values)))
+        self._store.start(int(n_ciphertexts))
 
     def wait_precompute(self) -> None:
         """Block until the obfuscators started by :meth:`start_precompute` are ready."""
         self._store.wait()
 
-    def encrypt(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Wire arrays ``[int64 header, uint8 ciphertexts]`` for the weights in ``arrays``."""
-        t0 = time.perf_counter()
-        flat = _flatten(arrays)
-        quanta, clipped = codec.quantize(flat, self.params)
-        plaintexts = codec.pack(quanta, self.params)
+    def _tag(self, binding: Binding, tag: int | None) -> int:
+        if tag is not None:
+            if not isinstance(tag, int) or not 0 <= tag < 1 << 48:
+                raise ValueError("binding tag must be an integer in [0, 2**48)")
+            return tag
+        if self._tag_key is None:
+            raise ValueError(
+                "this encryptor holds no private key: pass the binding tag the device computed"
+            )
+        return binding_tag(self._tag_key, binding)
+
+    def _seal(
+        self, plaintexts: list[int], header: WireHeader, n_values: int, clipped: int, t0: float
+    ) -> list[np.ndarray]:
         obfuscators, precomputed = self._store.take(len(plaintexts))
         ciphertexts = vector.encrypt_many(self.public_key.n, plaintexts, obfuscators)
-        header = Header.for_update(self.params, flat.size, self.key_id)
-        out = wire.pack_payload(header, ciphertexts)
+        out = wire.encode_payload(header, ciphertexts)
         self.last_stats = EncryptStats(
-            n_values=flat.size,
+            n_values=n_values,
             n_ciphertexts=len(ciphertexts),
             clipped=clipped,
             precomputed_obfuscators=precomputed,
             seconds=time.perf_counter() - t0,
+        )
+        return out
+
+    def encrypt_model(
+        self,
+        arrays: Sequence[np.ndarray],
+        *,
+        share: float,
+        binding: Binding,
+        tag: int | None = None,
+    ) -> list[np.ndarray]:
+        """Wire arrays ``[int64 header, uint8 ciphertexts]`` for the FULL weights ``arrays``
+        pre-weighted by ``share = n_k / N`` in (0, 1]; ``binding.kind`` must be MODEL."""
+        t0 = time.perf_counter()
+        if binding.kind != Binding.MODEL:
+            raise ValueError(f"encrypt_model needs a MODEL binding, got {binding.describe()}")
+        flat = _flatten(arrays)
+        plaintexts, clipped = self.params.model_layout.encode(flat, share, self._tag(binding, tag))
+        header = WireHeader.for_update(self.params, binding, flat.size, self.key_id)
+        return self._seal(plaintexts, header, flat.size, clipped, t0)
+
+    def encrypt_counts(
+        self, counts: np.ndarray, *, binding: Binding, tag: int | None = None
+    ) -> list[np.ndarray]:
+        """Wire arrays for a vector of integers in ``[0, 2**count_bits)``, summed unweighted;
+        ``binding.kind`` must be STATS or EVAL."""
+        t0 = time.perf_counter()
+        if binding.kind == Binding.MODEL:
+            raise ValueError("encrypt_counts needs a STATS or EVAL binding, not MODEL")
+        c = np.asarray(counts)
+        plaintexts = self.params.count_layout.encode(c, self._tag(binding, tag))
+        header = WireHeader.for_update(self.params, binding, c.size, self.key_id)
+        return self._seal(plaintexts, header, c.size, 0, t0)
+
+    def encrypt(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Protocol v1: wire arrays of the unweighted weights (the server weights them)."""
+        t0 = time.perf_counter()
+        flat = _flatten(arrays)
+        quanta, clipped = legacy.quantize(flat, self.params)
+        plaintexts = legacy.pack(quanta, self.params)
+        header = legacy.Header.for_update(self.params, flat.size, self.key_id)
+        obfuscators, precomputed = self._store.take(len(plaintexts))
+        ciphertexts = vector.encrypt_many(self.public_key.n, plaintexts, obfuscators)
+        out = legacy.pack_payload(header, ciphertexts)
+        self.last_stats = EncryptStats(
+            flat.size, len(ciphertexts), clipped, precomputed, time.perf_counter() - t0
         )
         return out
 
@@ -131,7 +208,7 @@ class UpdateEncryptor:
 
 
 class AggregateDecryptor:
-    """Decrypts the server's aggregate into the weighted-average model (float32 arrays)."""
+    """Decrypts the server's aggregates (model: float32 arrays; counts: int64)."""
 
     def __init__(
         self,
@@ -146,6 +223,7 @@ class AggregateDecryptor:
         self.private_key = private_key
         self.params = params
         self.key_id = key_id(fingerprint(private_key.public_key))
+        self._tag_key = tag_key_from_factors(int(private_key.p), int(private_key.q))
         if pool is None and workers > 1:
             pool = vector.shared_pool(workers)
         self._pool = pool
@@ -153,16 +231,110 @@ class AggregateDecryptor:
     def __repr__(self) -> str:  # never show key material
         return f"AggregateDecryptor(key_id={self.key_id:#x}, params={self.params})"
 
+    def binding_tag(self, binding: Binding) -> int:
+        """The keyed tag of ``binding`` (what an encryption service must be given)."""
+        return binding_tag(self._tag_key, binding)
+
+    def _open(
+        self, arrays: Sequence[np.ndarray], model: bool, n_values: int, expect: Binding | None
+    ) -> tuple[WireHeader, list[int]]:
+        """Header checks and decryption; every refusal names the binding."""
+        if not is_encrypted_payload(arrays):
+            raise WireFormatError("parameters are not an encrypted fedids payload")
+        header, ciphertexts = wire.decode_payload(arrays)
+        where = f"aggregate for {header.binding.describe()}"
+        try:
+            header.check_against(self.params)
+        except WireFormatError as exc:
+            raise WireFormatError(f"{where}: {exc}") from None
+        if header.key_id != self.key_id:
+            raise WireFormatError(f"{where} was encrypted under another public key")
+        if not header.is_aggregate:
+            raise WireFormatError(f"{where} is a single device's update, not an aggregate")
+        if header.binding.is_model != model:
+            kind = "model" if model else "count"
+            raise WireFormatError(f"{where} is not a {kind} aggregate")
+        if expect is not None and header.binding != expect:
+            raise WireFormatError(
+                f"{where} refused: {header.binding.differences(expect)} (replayed or misrouted)"
+            )
+        if header.n_values != n_values:
+            raise WireFormatError(f"{where} holds {header.n_values} values, expected {n_values}")
+        n2 = self.private_key.public_key.nsquare
+        if any(not 0 < c < n2 for c in ciphertexts):
+            raise WireFormatError(f"{where}: a ciphertext is out of range [1, n^2)")
+        return header, vector.decrypt_many(self.private_key, ciphertexts, self._pool)
+
+    def _refuse(self, header: WireHeader, contributors: int, min_contributors: int) -> None:
+        where = f"aggregate for {header.binding.describe()}"
+        if contributors != header.n_updates:
+            raise WireFormatError(
+                f"{where}: header claims {header.n_updates} contributors, the encrypted "
+                f"count is {contributors}"
+            )
+        if contributors < min_contributors:
+            raise WireFormatError(
+                f"{where} refused: {contributors} contributor(s), this device requires at "
+                f"least {min_contributors} (min-contributors)"
+            )
+
+    def decrypt_model(
+        self,
+        arrays: Sequence[np.ndarray],
+        shapes: Sequence[Sequence[int]],
+        *,
+        expect: Binding | None = None,
+        min_contributors: int = 1,
+    ) -> tuple[list[np.ndarray], AggregateInfo]:
+        """Float32 arrays of ``shapes`` (the weighted average) and what the sum says."""
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        header, plaintexts = self._open(arrays, True, sum(sizes), expect)
+        layout = self.params.model_layout
+        try:
+            sums, slots = layout.read(plaintexts, header.n_values)
+            layout.check(sums, slots, self.binding_tag(header.binding))
+        except DecodeError as exc:
+            raise WireFormatError(f"aggregate for {header.binding.describe()}: {exc}") from None
+        self._refuse(header, sums.contributors, min_contributors)
+        flat = layout.average(slots, sums.share_field).astype(np.float32)
+        out, start = [], 0
+        for shape, size in zip(shapes, sizes, strict=True):
+            out.append(flat[start : start + size].reshape(tuple(shape)).copy())
+            start += size
+        info = AggregateInfo(
+            contributors=sums.contributors,
+            share_total=sums.share_field / (1 << 32),
+            binding=header.binding,
+            multiplier_total=sums.multiplier_total,
+            error_bound=layout.error_bound(sums.share_field, sums.multiplier_total),
+        )
+        return out, info
+
+    def decrypt_counts(
+        self,
+        arrays: Sequence[np.ndarray],
+        n_counts: int,
+        *,
+        expect: Binding | None = None,
+        min_contributors: int = 1,
+    ) -> tuple[np.ndarray, AggregateInfo]:
+        """The int64 sum of the devices' count vectors and what the sum says."""
+        header, plaintexts = self._open(arrays, False, int(n_counts), expect)
+        layout = self.params.count_layout
+        try:
+            count, tag_field, counts = layout.read(plaintexts, header.n_values)
+            layout.check(count, tag_field, counts, self.binding_tag(header.binding))
+        except DecodeError as exc:
+            raise WireFormatError(f"aggregate for {header.binding.describe()}: {exc}") from None
+        self._refuse(header, count, min_contributors)
+        info = AggregateInfo(contributors=count, share_total=0.0, binding=header.binding)
+        return counts.copy(), info
+
     def decrypt(
         self, arrays: Sequence[np.ndarray], shapes: Sequence[Sequence[int]]
     ) -> list[np.ndarray]:
-        """Float32 arrays of ``shapes`` from an aggregate ``[header, ciphertexts]``.
-
-        Refuses (``WireFormatError``) a payload for another key or codec, a size that does
-        not match ``shapes``, a client update instead of an aggregate, or ciphertexts out
-        of range, instead of returning a silently wrong model.
-        """
-        header, ciphertexts = wire.unpack_payload(arrays)
+        """Protocol v1: float32 arrays of ``shapes`` from a v1 aggregate."""
+        header, ciphertexts = legacy.unpack_payload(arrays)
         header.check_against(self.params)
         if header.key_id != self.key_id:
             raise WireFormatError("aggregate was encrypted under another public key")
@@ -178,13 +350,13 @@ class AggregateDecryptor:
             raise WireFormatError("a ciphertext is out of range [1, n^2)")
         plaintexts = vector.decrypt_many(self.private_key, ciphertexts, self._pool)
         try:
-            sums = codec.unpack(plaintexts, header.n_values, self.params)
+            sums = legacy.unpack(plaintexts, header.n_values, self.params)
         except ValueError as exc:
             raise WireFormatError(str(exc)) from None
         limit = self.params.max_quantized * header.weight_sum
         if sums.size and (int(sums.max()) > limit):
             raise WireFormatError("a slot sum exceeds its bound: corrupted or mis-weighted sum")
-        flat = codec.dequantize(sums, header.weight_sum, self.params).astype(np.float32)
+        flat = legacy.dequantize(sums, header.weight_sum, self.params).astype(np.float32)
         out, start = [], 0
         for shape, size in zip(shapes, sizes, strict=True):
             out.append(flat[start : start + size].reshape(tuple(shape)).copy())

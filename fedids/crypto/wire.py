@@ -1,47 +1,58 @@
-"""The wire format of encrypted updates and aggregates: two numpy arrays.
+"""The wire format of encrypted payloads: two numpy arrays ``[header, ciphertexts]``.
 
-``[header, ciphertexts]`` where
-
-* ``header`` is a 1-D ``int64`` array of :data:`HEADER_LEN` fields (see :class:`Header`);
+* ``header`` is a 1-D ``int64`` array (:class:`WireHeader`, protocol v2: 18 fields);
 * ``ciphertexts`` is a ``uint8`` array of shape ``(n_ciphertexts, 2 * key_bytes)``, each row
   one ciphertext (an integer below ``n**2``) in big-endian, fixed width.
 
 Fixed width keeps the size independent of the values (no length side channel) and makes
-shape checks meaningful. Flower ships arrays as ``.npy`` bytes, so dtypes survive.
-Nothing here needs a key; this module only (de)serializes and checks structure.
+shape checks meaningful. Flower ships arrays as ``.npy`` bytes, so dtypes survive. Nothing
+here needs a key; this module only (de)serializes and checks structure. Protocol v1's
+``Header``/``pack_payload``/``unpack_payload`` are re-exported from ``fedids.crypto.legacy``
+until their callers switch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from fedids.crypto.binding import Binding
 from fedids.crypto.codec import CodecParams
 
-#: "FEDIPAL1" as a big-endian int64: marks a fedids Paillier payload.
+#: "FEDIPAL1" as a big-endian int64: marks a fedids Paillier payload (both versions).
 MAGIC = int.from_bytes(b"FEDIPAL1", "big")
-VERSION = 1
+VERSION = 2
+ROLE_UPDATE = 1
+ROLE_AGGREGATE = 2
 HEADER_FIELDS = (
     "magic",
     "version",
+    "role",  # 1 update (one device), 2 aggregate (server sum)
     "key_bits",
-    "n_values",
-    "value_bits",
-    "weight_bits",
-    "clip_bits",  # the float64 clip's IEEE-754 bits, viewed as int64 (exact)
-    "slots_per_ciphertext",
-    "n_ciphertexts",
-    "weight_sum",  # 0 for a client update; sum of integer weights for an aggregate
-    "n_contributors",  # 0 for a client update; clients summed for an aggregate
     "key_id",  # first 8 bytes of the public key fingerprint (signed int64)
+    "value_bits",
+    "clip_bits",  # the float64 clip's IEEE-754 bits, viewed as int64 (exact)
+    "max_clients",
+    "max_multiplier",
+    "count_bits",
+    "n_values",  # model values or counts
+    "n_ciphertexts",
+    "run_id",
+    "round",
+    "base_version",
+    "kind",
+    "tag",
+    "n_updates",  # 0 in an update; the server's claim in an aggregate (checked on decrypt)
 )
 HEADER_LEN = len(HEADER_FIELDS)
+CODEC_FIELDS = ("key_bits", "value_bits", "max_clients", "max_multiplier", "count_bits")
 
 
 class WireFormatError(ValueError):
-    """A payload that is not a well-formed fedids Paillier payload."""
+    """A payload that is not a well-formed fedids Paillier payload, or one to refuse."""
 
 
 def clip_to_bits(clip: float) -> int:
@@ -53,91 +64,125 @@ def bits_to_clip(bits: int) -> float:
 
 
 @dataclass(frozen=True)
-class Header:
-    version: int
+class WireHeader:
+    role: int
     key_bits: int
-    n_values: int
-    value_bits: int
-    weight_bits: int
-    clip: float
-    slots_per_ciphertext: int
-    n_ciphertexts: int
-    weight_sum: int
-    n_contributors: int
     key_id: int
+    value_bits: int
+    clip: float
+    max_clients: int
+    max_multiplier: int
+    count_bits: int
+    n_values: int
+    n_ciphertexts: int
+    binding: Binding
+    n_updates: int = 0
+    version: int = VERSION
 
     @classmethod
-    def for_update(cls, params: CodecParams, n_values: int, key_id: int) -> Header:
+    def for_update(
+        cls, params: CodecParams, binding: Binding, n_values: int, key_id: int
+    ) -> WireHeader:
         return cls(
-            version=VERSION,
+            role=ROLE_UPDATE,
             key_bits=params.key_bits,
-            n_values=n_values,
-            value_bits=params.value_bits,
-            weight_bits=params.weight_bits,
-            clip=float(params.clip),
-            slots_per_ciphertext=params.slots_per_ciphertext,
-            n_ciphertexts=params.n_ciphertexts(n_values),
-            weight_sum=0,
-            n_contributors=0,
             key_id=key_id,
+            value_bits=params.value_bits,
+            clip=float(params.clip),
+            max_clients=params.max_clients,
+            max_multiplier=params.max_multiplier,
+            count_bits=params.count_bits,
+            n_values=int(n_values),
+            n_ciphertexts=params.n_payload_ciphertexts(binding.kind, n_values),
+            binding=binding,
+        )
+
+    def aggregate(self, binding: Binding, n_updates: int) -> WireHeader:
+        """The header of the sum of updates with this header's codec and size."""
+        return WireHeader(
+            **{
+                **self.__dict__,
+                "role": ROLE_AGGREGATE,
+                "binding": binding,
+                "n_updates": int(n_updates),
+            }
         )
 
     @property
     def is_aggregate(self) -> bool:
-        return self.weight_sum > 0
+        return self.role == ROLE_AGGREGATE
+
+    @property
+    def kind(self) -> int:
+        return self.binding.kind
 
     def to_array(self) -> np.ndarray:
-        d = asdict(self)
+        d = dict(self.__dict__)
+        d.update(
+            zip(
+                ("run_id", "round", "base_version", "kind", "tag"),
+                d.pop("binding").fields(),
+                strict=True,
+            )
+        )
         d["magic"] = MAGIC
         d["clip_bits"] = clip_to_bits(d.pop("clip"))
         return np.array([d[f] for f in HEADER_FIELDS], dtype=np.int64)
 
     @classmethod
-    def from_array(cls, arr: np.ndarray) -> Header:
+    def from_array(cls, arr: np.ndarray) -> WireHeader:
         a = np.asarray(arr)
-        if a.dtype != np.int64 or a.ndim != 1 or a.shape[0] != HEADER_LEN:
-            raise WireFormatError(
-                f"header must be int64 of shape ({HEADER_LEN},), got {a.dtype} {a.shape}"
-            )
-        d = {f: int(v) for f, v in zip(HEADER_FIELDS, a.tolist(), strict=True)}
-        if d.pop("magic") != MAGIC:
+        if a.dtype != np.int64 or a.ndim != 1 or a.shape[0] < 2:
+            raise WireFormatError(f"header must be 1-D int64, got {a.dtype} {a.shape}")
+        if int(a[0]) != MAGIC:
             raise WireFormatError("header magic is not fedids Paillier")
+        if int(a[1]) != VERSION:
+            raise WireFormatError(
+                f"payload is protocol version {int(a[1])}; this side speaks version {VERSION}"
+            )
+        if a.shape[0] != HEADER_LEN:
+            raise WireFormatError(f"header must have {HEADER_LEN} fields, got {a.shape[0]}")
+        d = {f: int(v) for f, v in zip(HEADER_FIELDS, a.tolist(), strict=True)}
+        d.pop("magic")
         d["clip"] = bits_to_clip(d.pop("clip_bits"))
+        try:
+            d["binding"] = Binding(
+                *(d.pop(k) for k in ("run_id", "round", "base_version", "kind", "tag"))
+            )
+        except ValueError as exc:
+            raise WireFormatError(f"header {exc}") from None
         return cls(**d)
 
     def check_against(self, params: CodecParams) -> None:
         """Raise :class:`WireFormatError` unless the header matches ``params`` and itself."""
         problems = []
-        if self.version != VERSION:
-            problems.append(f"version {self.version} (supported: {VERSION})")
-        for name in ("key_bits", "value_bits", "weight_bits"):
+        for name in CODEC_FIELDS:
             if getattr(self, name) != getattr(params, name):
                 problems.append(f"{name}={getattr(self, name)} (expected {getattr(params, name)})")
         if self.clip != float(params.clip):
             problems.append(f"clip={self.clip} (expected {params.clip})")
-        if self.slots_per_ciphertext != params.slots_per_ciphertext:
-            problems.append(
-                f"slots_per_ciphertext={self.slots_per_ciphertext} "
-                f"(expected {params.slots_per_ciphertext})"
-            )
+        if self.role not in (ROLE_UPDATE, ROLE_AGGREGATE):
+            problems.append(f"role={self.role}")
         if self.n_values < 1:
             problems.append(f"n_values={self.n_values}")
-        elif self.n_ciphertexts != params.n_ciphertexts(self.n_values):
-            problems.append(
-                f"n_ciphertexts={self.n_ciphertexts} for {self.n_values} values "
-                f"(expected {params.n_ciphertexts(self.n_values)})"
-            )
-        if not 0 <= self.weight_sum <= params.max_weight_sum:
-            problems.append(f"weight_sum={self.weight_sum} (max {params.max_weight_sum})")
-        if (self.weight_sum == 0) != (self.n_contributors == 0) or not (
-            0 <= self.n_contributors <= self.weight_sum
-        ):
-            problems.append(
-                f"n_contributors={self.n_contributors} inconsistent with "
-                f"weight_sum={self.weight_sum}"
-            )
+        elif not problems:
+            expected = params.n_payload_ciphertexts(self.kind, self.n_values)
+            if self.n_ciphertexts != expected:
+                problems.append(
+                    f"n_ciphertexts={self.n_ciphertexts} for {self.n_values} values "
+                    f"(expected {expected})"
+                )
+        if self.role == ROLE_UPDATE and self.n_updates != 0:
+            problems.append(f"n_updates={self.n_updates} in an update")
+        if self.role == ROLE_AGGREGATE and not 1 <= self.n_updates <= params.max_clients:
+            problems.append(f"n_updates={self.n_updates} (max_clients {params.max_clients})")
         if problems:
             raise WireFormatError("header mismatch: " + "; ".join(problems))
+
+
+class _HasSize(Protocol):
+    n_ciphertexts: int
+    key_bits: int
 
 
 def ciphertexts_to_array(ciphertexts: Sequence[int], key_bits: int) -> np.ndarray:
@@ -149,7 +194,7 @@ def ciphertexts_to_array(ciphertexts: Sequence[int], key_bits: int) -> np.ndarra
     return np.frombuffer(buf, dtype=np.uint8).reshape(len(ciphertexts), width).copy()
 
 
-def array_to_ciphertexts(arr: np.ndarray, header: Header) -> list[int]:
+def array_to_ciphertexts(arr: np.ndarray, header: _HasSize) -> list[int]:
     """Rows back to integers after checking dtype and shape against the header."""
     a = np.asarray(arr)
     width = 2 * ((header.key_bits + 7) // 8)
@@ -162,17 +207,17 @@ def array_to_ciphertexts(arr: np.ndarray, header: Header) -> list[int]:
     return [int.from_bytes(raw[i : i + width], "big") for i in range(0, len(raw), width)]
 
 
-def pack_payload(header: Header, ciphertexts: Sequence[int]) -> list[np.ndarray]:
+def encode_payload(header: WireHeader, ciphertexts: Sequence[int]) -> list[np.ndarray]:
     if len(ciphertexts) != header.n_ciphertexts:
         raise ValueError(f"{len(ciphertexts)} ciphertexts, header says {header.n_ciphertexts}")
     return [header.to_array(), ciphertexts_to_array(ciphertexts, header.key_bits)]
 
 
-def unpack_payload(arrays: Sequence[np.ndarray]) -> tuple[Header, list[int]]:
-    """Header and ciphertext integers; structural checks only (no key, no codec)."""
+def decode_payload(arrays: Sequence[np.ndarray]) -> tuple[WireHeader, list[int]]:
+    """v2 header and ciphertext integers; structural checks only (no key, no codec)."""
     if len(arrays) != 2:
         raise WireFormatError(f"expected 2 arrays (header, ciphertexts), got {len(arrays)}")
-    header = Header.from_array(arrays[0])
+    header = WireHeader.from_array(arrays[0])
     return header, array_to_ciphertexts(arrays[1], header)
 
 
@@ -189,3 +234,15 @@ def is_encrypted_payload(arrays: Sequence[np.ndarray]) -> bool:
         and body.dtype == np.uint8
         and body.ndim == 2
     )
+
+
+def payload_version(arrays: Sequence[np.ndarray]) -> int | None:
+    """The protocol version of an encrypted payload (``None`` if it is not one)."""
+    if not is_encrypted_payload(arrays) or np.asarray(arrays[0]).shape[0] < 2:
+        return None
+    return int(np.asarray(arrays[0])[1])
+
+
+# protocol v1 (fedids.crypto.legacy), until its callers switch
+from fedids.crypto.legacy import HEADER_LEN as V1_HEADER_LEN  # noqa: E402,F401
+from fedids.crypto.legacy import Header, pack_payload, unpack_payload  # noqa: E402,F401

@@ -1,6 +1,12 @@
-"""A device's training data: load the dataset, take this device's part, split, scale.
+"""A device's training data: load the dataset, take this device's part, split, encode.
 
-:func:`load_device_data` is what a ClientApp calls. It is deterministic: the same
+v2 interface (DESIGN.md section 3), what devices call now:
+:func:`load_device_table` (raw records, text kept, and the input layout), then per stats
+pass :func:`local_summary` (integer summaries the federation sums), then
+:func:`build_encoder` from the totals (the same encoder on every device). See
+:mod:`fedids.data.spec`, :mod:`fedids.data.stats`, :mod:`fedids.data.encoder`.
+
+Pre-v2 (kept until the client switches): :func:`load_device_data`. It is deterministic: the same
 arguments always give the same arrays, and every device derives the same partitioning
 independently (see :mod:`fedids.data.partition`). The scaler is fitted on the device's
 own training split only, so nothing about validation records or other devices leaks into
@@ -16,12 +22,43 @@ from typing import Any
 
 import numpy as np
 
+from fedids.data.encoder import Encoder, EncoderError, build_encoder
 from fedids.data.features import Scaler
 from fedids.data.loaders import DataError, LabelledFlows, load_dataset
 from fedids.data.partition import partition_indices
 from fedids.data.schema import BINARY_CLASSES, CLASSIFICATIONS
+from fedids.data.spec import FeatureSpec, SpecError, infer_spec
+from fedids.data.stats import (
+    StatsError,
+    local_summary,
+    pooled_totals,
+    stats_passes,
+    summary_header,
+    summary_lengths,
+)
+from fedids.data.table import DeviceTable, Split, load_device_table, train_val_split
 
-__all__ = ["DataError", "DeviceData", "load_device_data", "train_val_split"]
+__all__ = [
+    "DataError",
+    "DeviceData",
+    "DeviceTable",
+    "Encoder",
+    "EncoderError",
+    "FeatureSpec",
+    "Split",
+    "SpecError",
+    "StatsError",
+    "build_encoder",
+    "infer_spec",
+    "load_device_data",
+    "load_device_table",
+    "local_summary",
+    "pooled_totals",
+    "stats_passes",
+    "summary_header",
+    "summary_lengths",
+    "train_val_split",
+]
 
 
 @dataclass
@@ -37,33 +74,6 @@ class DeviceData:
     scaler: Scaler  # fitted on x_train's raw values only
     source: str  # where the records came from (says "SYNTHETIC" for generated data)
     synthetic: bool
-
-
-def train_val_split(
-    labels: np.ndarray, val_fraction: float, seed: int, partition_id: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (into ``labels``) of the train and validation records, stratified by class.
-
-    Each class sends ``round(n * val_fraction)`` records to validation, but at least one
-    and never all of them when it has two or more records (a rare attack class stays
-    represented on both sides); a class with a single record trains. Deterministic in
-    ``(seed, partition_id)``; the train positions are shuffled.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rng = np.random.default_rng((seed, partition_id, 21))
-    train: list[np.ndarray] = []
-    val: list[np.ndarray] = []
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(len(idx) * val_fraction))
-        if val_fraction > 0 and len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    tr = rng.permutation(np.concatenate(train)) if train else np.zeros(0, np.int64)
-    va = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
-    return tr.astype(np.int64), va.astype(np.int64)
 
 
 def load_device_data(

@@ -231,6 +231,7 @@ def read_flow_table(
     columns: Sequence[str] | None = None,
     text_columns: Sequence[str] | None = None,
     float_dtype: type[pl.Float32] | type[pl.Float64] = pl.Float64,
+    keep_text: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Read a CSV flow table robustly (see the module docstring for what is tolerated).
 
@@ -238,7 +239,8 @@ def read_flow_table(
     one is an error listing every missing name. ``text_columns``: columns kept as text; all
     other columns read must be numeric. Left as ``None``, each column is numeric when its
     values are numbers and text otherwise. Numeric columns come back as ``float_dtype``
-    (Float64 by default: epoch-second timestamps need it).
+    (Float64 by default: epoch-second timestamps need it). ``keep_text``: columns always
+    kept as text, whatever ``text_columns`` says (e.g. a label column of 0/1).
     """
     path = _existing_file(path)
     header = _read_header(path)
@@ -249,11 +251,13 @@ def read_flow_table(
     if missing:
         raise DataError(f"{path}: missing column(s): {', '.join(missing)}")
     lf = _scan(path, header)
+    forced = set(keep_text)
     if text_columns is None:
-        text = _guess_text_columns(lf, wanted, path)
+        guessed = set(_guess_text_columns(lf, [c for c in wanted if c not in forced], path))
+        text = [c for c in wanted if c in guessed or c in forced]
         strict = False
     else:
-        text = [c for c in wanted if c in set(text_columns)]
+        text = [c for c in wanted if c in set(text_columns) or c in forced]
         strict = True
     numeric = [c for c in wanted if c not in text]
     cleaned = lf.select([_clean(c) for c in wanted]).filter(

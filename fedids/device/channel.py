@@ -77,11 +77,15 @@ class PlainChannel:
         return Received([np.array(a, dtype=np.float32) for a in arrays], None)
 
     def receive_counts(
-        self, arrays: list[np.ndarray], *, kind: int, tag: int, round_: int | None
+        self, arrays: list[np.ndarray], *, kind: int, tag: int, round_: int, n_counts: int
     ) -> Received:
         vec = protocol.read_plain_counts(
             arrays, kind=kind, tag=tag, run_id=self.run_id, round=round_
         )
+        if vec.size != n_counts:
+            raise protocol.ProtocolError(
+                f"count vector has {vec.size} entries, {n_counts} expected"
+            )
         return Received(vec, None)
 
 
@@ -129,12 +133,19 @@ class PaillierChannel:
         self.decryptor = AggregateDecryptor(private_key, self.params, workers=workers)
         self._precompute = bool(mode_cfg.get("precompute", True))
         self.last_clipped = 0
+        self.eaas_report: dict[str, Any] = {}
 
     def metrics(self) -> dict[str, Any]:
-        return {"pubkey_n": format(self.public_key.n, "x"), "fingerprint": self.fingerprint}
+        out: dict[str, Any] = {
+            "pubkey_n": format(self.public_key.n, "x"),
+            "fingerprint": self.fingerprint,
+        }
+        if "encrypted_by" in self.eaas_report:  # which path encrypted (not an error text)
+            out["encrypted_by"] = str(self.eaas_report["encrypted_by"])
+        return out
 
     def _binding(self, kind: int, round_: int, base_version: int = 0, tag: int = 0) -> Any:
-        from fedids.crypto.codec import Binding
+        from fedids.crypto.binding import Binding
 
         return Binding(
             run_id=self.run_id, round=round_, base_version=base_version, kind=kind, tag=tag
@@ -148,7 +159,8 @@ class PaillierChannel:
         self, weights: list[np.ndarray], *, share: float, round_: int, base_version: int
     ) -> list[np.ndarray]:
         binding = self._binding(protocol.KIND_MODEL, round_, base_version)
-        if self.policy.eaas is None:
+
+        def local() -> list[np.ndarray]:
             arrays = self.encryptor.encrypt_model(weights, share=share, binding=binding)
             self.last_clipped = int(self.encryptor.last_stats.clipped)
             if self.last_clipped:
@@ -159,20 +171,29 @@ class PaillierChannel:
                     self.params.clip,
                 )
             return arrays
-        from fedids.eaas.client import encrypt_update
+
+        if self.policy.eaas is None:
+            return local()
+        from fedids.eaas import wire as eaas_wire
+        from fedids.eaas.client import encrypt_v2
 
         eaas = self.policy.eaas
-        token = _read_token(eaas.token_file)
-        return encrypt_update(
-            weights,
+        request = eaas_wire.EncryptRequest(
+            op=eaas_wire.OP_MODEL,
+            arrays=[np.asarray(w, dtype=np.float32) for w in weights],
+            binding=binding,
+            binding_tag=self.decryptor.binding_tag(binding),
+            share=share,
+        )
+        return encrypt_v2(
+            request,
             url=eaas.url,
-            token=token,
+            token=_read_token(eaas.token_file),
             ca_file=eaas.ca_file,
             timeout=eaas.timeout,
-            fallback_encryptor=self.encryptor if eaas.fallback_local else None,
+            fallback=local if eaas.fallback_local else None,
             expected_fingerprint=self.fingerprint,
-            share=share,
-            binding=binding,
+            report=self.eaas_report,
         )
 
     def send_counts(
@@ -181,31 +202,46 @@ class PaillierChannel:
         binding = self._binding(kind, round_, tag=tag)
         return self.encryptor.encrypt_counts(np.asarray(counts, dtype=np.int64), binding=binding)
 
-    def _check_contributors(self, contributors: int, what: str) -> None:
-        if contributors < self.policy.min_contributors:
-            raise PolicyError(
-                f"device {self.policy.partition_id} refuses {what}: it sums {contributors} "
-                f"contributor(s), node-config min-contributors={self.policy.min_contributors} "
-                "(decrypting fewer would reveal another site's numbers)"
-            )
+    def _decrypt(self, call: Any, what: str) -> Any:
+        """Run a decryption; a refusal becomes one line naming this device and ``what``."""
+        from fedids.crypto.wire import WireFormatError
+
+        try:
+            return call()
+        except WireFormatError as exc:
+            text = str(exc)
+            if "min-contributors" in text:
+                raise PolicyError(
+                    f"device {self.policy.partition_id} refuses {what}: {text} (decrypting "
+                    "fewer would reveal another site's numbers)"
+                ) from None
+            raise protocol.ProtocolError(
+                f"device {self.policy.partition_id} refuses {what}: {text}"
+            ) from None
 
     def receive_model(
         self, arrays: list[np.ndarray], shapes: list[tuple[int, ...]], *, round_: int
     ) -> Received:
         expect = self._binding(protocol.KIND_MODEL, round_, base_version=round_ - 1)
-        weights, info = self.decryptor.decrypt_model(arrays, shapes, expect=expect)
-        self._check_contributors(info.contributors, f"the global model of round {round_}")
+        weights, info = self._decrypt(
+            lambda: self.decryptor.decrypt_model(
+                arrays, shapes, expect=expect, min_contributors=self.policy.min_contributors
+            ),
+            f"the global model of round {round_}",
+        )
         return Received(weights, info.contributors)
 
     def receive_counts(
-        self, arrays: list[np.ndarray], *, kind: int, tag: int, round_: int | None
+        self, arrays: list[np.ndarray], *, kind: int, tag: int, round_: int, n_counts: int
     ) -> Received:
-        expect = self._binding(kind, round_ if round_ is not None else 0, tag=tag)
-        counts, info = self.decryptor.decrypt_counts(
-            arrays, None, expect=expect, check_round=round_ is not None
-        )
+        expect = self._binding(kind, round_, tag=tag)
         what = "the statistics totals" if kind == protocol.KIND_STATS else "the evaluation totals"
-        self._check_contributors(info.contributors, what)
+        counts, info = self._decrypt(
+            lambda: self.decryptor.decrypt_counts(
+                arrays, n_counts, expect=expect, min_contributors=self.policy.min_contributors
+            ),
+            what,
+        )
         return Received(counts, info.contributors)
 
 

@@ -25,7 +25,7 @@ from fedids.device.channel import PaillierChannel, PlainChannel
 from fedids.device.policy import DevicePolicy, PolicyError
 from fedids.device.slowdown import pause_for_slowdown
 from fedids.device.state import DeviceState, Setup
-from fedids.model import build_model, get_weights, set_weights
+from fedids.model import get_weights, set_weights
 from fedids.task import confusion, train
 
 log = logging.getLogger("fedids.client")
@@ -80,13 +80,7 @@ class FedIDSClient(NumPyClient):
         return setup
 
     def _model(self, setup: Setup) -> torch.nn.Module:
-        return build_model(
-            device_data.n_inputs(self.table, setup),
-            len(self.table.class_names),
-            self.cfg["model"]["hidden"],
-            self.cfg["model"]["dropout"],
-            seed=int(self.cfg["seed"]),
-        )
+        return device_data.build(self.table, setup, self.cfg)
 
     def _shapes(self, setup: Setup) -> list[tuple[int, ...]]:
         return [tuple(w.shape) for w in get_weights(self._model(setup))]
@@ -111,7 +105,11 @@ class FedIDSClient(NumPyClient):
         totals = []
         for p in range(passes):
             got = self.channel(run_path).receive_counts(
-                arrays[2 * p : 2 * p + 2], kind=protocol.KIND_STATS, tag=p, round_=0
+                arrays[2 * p : 2 * p + 2],
+                kind=protocol.KIND_STATS,
+                tag=p,
+                round_=0,
+                n_counts=device_data.summary_length(self.table, self.cfg, p),
             )
             totals.append(np.asarray(got.values, dtype=np.int64))
         return totals
@@ -165,10 +163,10 @@ class FedIDSClient(NumPyClient):
         passes = device_data.stats_passes(self.cfg)
         totals = self._stats_totals(parameters, passes, ins.run_path)
         setup = device_data.setup_from_totals(self.table, self.cfg, totals)
-        if not 0 < self.table.n_train <= setup.n_total:
+        if not 0 < len(self.table.train) <= setup.n_total:
             raise protocol.ProtocolError(
                 f"device {self.partition_id}: the federation's record count {setup.n_total} "
-                f"does not cover this device's {self.table.n_train} training records"
+                f"does not cover this device's {len(self.table.train)} training records"
             )
         self.state.save_setup(setup)
         model = self._model(setup)
@@ -210,11 +208,12 @@ class FedIDSClient(NumPyClient):
             n_classes=len(self.table.class_names),
             weighting=str(self.cfg["train"]["class_weighting"]),
             seed=int(self.cfg["seed"]) * 1000 + ins.round * 10 + self.partition_id,
+            class_counts=np.asarray(setup.class_counts, dtype=np.int64),
         )
         train_s = time.perf_counter() - t1
         weights = get_weights(model)
         t2 = time.perf_counter()
-        share = self.table.n_train / setup.n_total
+        share = len(self.table.train) / setup.n_total
         arrays = channel.send_model(
             weights, share=share, round_=ins.round, base_version=ins.round - 1
         )
@@ -231,7 +230,7 @@ class FedIDSClient(NumPyClient):
         )
         if self.mode == "plain":
             metrics["partition_id"] = self.partition_id
-            return arrays, self.table.n_train, metrics
+            return arrays, len(self.table.train), metrics
         return arrays, 1, metrics  # Paillier: the share is inside the encryption
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]):
@@ -256,6 +255,7 @@ class FedIDSClient(NumPyClient):
         vec = protocol.eval_vector(cm, loss_sum, clipped)
         payload = channel.send_counts(vec, kind=protocol.KIND_EVAL, tag=ins.round, round_=ins.round)
         metrics: dict[str, Any] = {
+            **channel.metrics(),
             "eval": protocol.arrays_to_bytes(payload),
             "class_names": ",".join(self.table.class_names),
             "decrypt_seconds": decrypt_s,
@@ -272,7 +272,11 @@ class FedIDSClient(NumPyClient):
             raise protocol.ProtocolError("report requested without a payload or round")
         arrays = protocol.bytes_to_arrays(ins.report_payload)
         got = self.channel(ins.run_path).receive_counts(
-            arrays, kind=protocol.KIND_EVAL, tag=ins.report_round, round_=ins.report_round
+            arrays,
+            kind=protocol.KIND_EVAL,
+            tag=ins.report_round,
+            round_=ins.report_round,
+            n_counts=protocol.eval_vector_length(len(self.table.class_names)),
         )
         totals = protocol.read_eval_vector(got.values, len(self.table.class_names))
         return {

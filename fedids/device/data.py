@@ -1,26 +1,28 @@
 """The device's data as the protocol needs it: raw table, statistics summaries, encoded arrays.
 
 This module is the one seam between the device's protocol code and the data layer
-(:mod:`fedids.data`): load this device's raw table once per process, summarize it for the
-statistics phase, and turn it into model inputs with the federation's encoder.
-
-INTERIM: until the encoding layer lands, the "encoder" is the device's own scaler and the
-only statistics are the record and class counts (enough for the protocol: N and shares).
+(:mod:`fedids.data`): load this device's raw records once per process, summarize them for
+the statistics phase, and turn them into model inputs with the federation's encoder (the
+same on every device, because it is built from the same totals).
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from fedids.data import DeviceData, load_device_data
+from fedids import data as fdata
+from fedids.data import DeviceTable, Encoder
 from fedids.device.policy import DevicePolicy
 from fedids.device.state import Setup
-from fedids.model import Detector
+from fedids.model import Detector, model_for
+
+__all__ = ["DeviceTable", "Encoded", "load_table"]
 
 
 @dataclass(frozen=True)
@@ -31,38 +33,13 @@ class Encoded:
     y_val: np.ndarray
 
 
-@dataclass(frozen=True)
-class DeviceTable:
-    data: DeviceData
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.data.class_names)
-
-    @property
-    def n_train(self) -> int:
-        return len(self.data.y_train)
-
-    @property
-    def n_val(self) -> int:
-        return len(self.data.y_val)
-
-    @property
-    def source(self) -> str:
-        return self.data.source
-
-    @property
-    def synthetic(self) -> bool:
-        return self.data.synthetic
-
-
 @lru_cache(maxsize=4)
 def _load(key: str) -> DeviceTable:
-    return DeviceTable(load_device_data(**json.loads(key)))
+    return fdata.load_device_table(**json.loads(key))
 
 
 def load_table(cfg: dict[str, Any], policy: DevicePolicy) -> DeviceTable:
-    """This device's records (cached per process: simulation reuses ClientApp processes)."""
+    """This device's raw records (cached per process: simulation reuses ClientApp processes)."""
     key = json.dumps(
         {
             "dataset": cfg["dataset"],
@@ -79,48 +56,67 @@ def load_table(cfg: dict[str, Any], policy: DevicePolicy) -> DeviceTable:
     return _load(key)
 
 
+def _encoding(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    return cfg.get("encoding")
+
+
 def stats_passes(cfg: dict[str, Any]) -> int:
-    return 1
+    return int(fdata.stats_passes(_encoding(cfg)))
 
 
 def spec_digest(table: DeviceTable) -> str:
-    return "interim:" + ",".join(table.data.feature_names)
+    return str(table.spec.digest())
+
+
+def summary_length(table: DeviceTable, cfg: dict[str, Any], stats_pass: int) -> int:
+    return int(fdata.summary_lengths(table.spec, _encoding(cfg))[stats_pass])
 
 
 def local_summary(
     table: DeviceTable, cfg: dict[str, Any], stats_pass: int, earlier: list[np.ndarray]
 ) -> np.ndarray:
-    counts = np.bincount(table.data.y_train, minlength=len(table.class_names))
-    return np.concatenate([[table.n_train], counts]).astype(np.int64)
+    return fdata.local_summary(table.spec, _encoding(cfg), table.train, stats_pass, earlier)
 
 
 def setup_from_totals(table: DeviceTable, cfg: dict[str, Any], totals: list[np.ndarray]) -> Setup:
-    first = np.asarray(totals[0], dtype=np.int64)
+    encoder = fdata.build_encoder(table.spec, _encoding(cfg), totals)
+    n_total, class_counts = fdata.summary_header(totals[0], table.spec)
     return Setup(
-        encoder={"interim_scaler": table.data.scaler.to_dict()},
-        n_total=int(first[0]),
-        class_counts=[int(c) for c in first[1:]],
+        encoder=encoder.to_dict(),
+        n_total=int(n_total),
+        class_counts=[int(c) for c in class_counts],
         spec_digest=spec_digest(table),
     )
 
 
+_ENCODERS: OrderedDict[str, Encoder] = OrderedDict()
+
+
+def encoder_of(setup: Setup) -> Encoder:
+    """The encoder of ``setup`` (rebuilt from its dict once per process)."""
+    key = json.dumps(setup.encoder, sort_keys=True)
+    enc = _ENCODERS.get(key)
+    if enc is None:
+        enc = Encoder.from_dict(setup.encoder)
+        _ENCODERS[key] = enc
+        while len(_ENCODERS) > 4:
+            _ENCODERS.popitem(last=False)
+    return enc
+
+
 def encode(table: DeviceTable, setup: Setup, cfg: dict[str, Any]) -> Encoded:
-    d = table.data
-    return Encoded(d.x_train, d.y_train, d.x_val, d.y_val)
+    enc = encoder_of(setup)
+    x_train, y_train = table.train.arrays(enc)
+    x_val, y_val = table.val.arrays(enc)
+    return Encoded(x_train, y_train, x_val, y_val)
 
 
-def n_inputs(table: DeviceTable, setup: Setup) -> int:
-    return table.data.x_train.shape[1]
+def build(table: DeviceTable, setup: Setup, cfg: dict[str, Any]) -> Any:
+    """The configured model for the federation's input layout (same seed, same weights)."""
+    return model_for(encoder_of(setup), cfg["model"], int(cfg["seed"]))
 
 
 def make_detector(
     model: Any, table: DeviceTable, setup: Setup, cfg: dict[str, Any], meta: dict[str, Any]
 ) -> Detector:
-    return Detector(
-        model=model,
-        feature_names=table.data.feature_names,
-        class_names=table.class_names,
-        classification=cfg["classification"]["name"],
-        scaler=table.data.scaler,
-        meta=meta,
-    )
+    return Detector.from_encoder(model, encoder_of(setup), cfg["classification"]["name"], meta)

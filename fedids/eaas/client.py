@@ -17,6 +17,8 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -42,14 +44,15 @@ class Encryptor(Protocol):
     def encrypt(self, weights: list[np.ndarray]) -> list[np.ndarray]: ...
 
 
-def endpoint(url: str) -> str:
-    """``https://host:port`` or ``.../v1/encrypt`` -> the full encrypt URL."""
+def endpoint(url: str, path: str = wire.ENCRYPT_PATH) -> str:
+    """``https://host:port`` or ``.../v1/encrypt`` -> the full URL of ``path``."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise EaaSError("rejected", f"EaaS URL must be http(s)://host:port, got {url!r}")
-    path = parsed.path.rstrip("/")
-    if not path.endswith(wire.ENCRYPT_PATH):
-        path += wire.ENCRYPT_PATH
+    base = parsed.path.rstrip("/")
+    for known in (wire.ENCRYPT_PATH, wire.ENCRYPT_V2_PATH):
+        base = base.removesuffix(known)
+    path = base + path
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 
@@ -70,31 +73,34 @@ def _is_encrypted(arrays: list[np.ndarray]) -> bool:
     return bool(is_encrypted_payload(arrays))
 
 
-def remote_encrypt(
-    url: str,
-    token: str,
-    weights: list[np.ndarray],
-    timeout: float,
-    ca_file: str | Path | None = None,
-    *,
-    expected_fingerprint: str | None = None,
-) -> list[np.ndarray]:
-    """POST ``weights`` to the EaaS at ``url``; return the wire arrays it produced.
+def check_token(token: str) -> str:
+    """The token, if it can be a bearer token: one line of visible ASCII, at most 4096 chars.
 
-    Raises :class:`EaaSError` naming the cause: wrong token (``auth``), service down or
-    timing out or a TLS failure (``unavailable``), a request the service refused
-    (``rejected``), or a response that is not an encrypted payload, or one made with a
-    different public key than ``expected_fingerprint`` (``bad_response``).
-    The token is sent only in the ``Authorization`` header and appears in no message.
+    Anything else is refused WITHOUT quoting it (kind ``auth``: a credential problem, never
+    papered over by the local fallback): a token file that is really a key file or a
+    certificate would otherwise end up in an exception message (http.client quotes header
+    values it refuses), and from there in Flower's logs.
     """
-    target = endpoint(url)
-    body = wire.dumps([np.asarray(w, dtype=np.float32) for w in weights])
+    token = token.strip()
+    if not (1 <= len(token) <= 4096) or not all(33 <= ord(ch) <= 126 for ch in token):
+        raise EaaSError(
+            "auth",
+            "the EaaS token file does not hold a bearer token (one line of visible ASCII "
+            "characters, no spaces); is mode.eaas_token_file the right file?",
+        )
+    return token
+
+
+def _post(
+    target: str, body: bytes, token: str, timeout: float, ca_file: str | Path | None
+) -> tuple[int, str | None, bytes]:
+    """POST ``body``; (status, key fingerprint header, response body) or :class:`EaaSError`."""
     request = urllib.request.Request(
         target,
         data=body,
         method="POST",
         headers={
-            "Authorization": f"Bearer {token}",
+            "Authorization": f"Bearer {check_token(token)}",
             "Content-Type": wire.CONTENT_TYPE,
             "Accept": wire.CONTENT_TYPE,
         },
@@ -107,7 +113,7 @@ def remote_encrypt(
             length = int(resp.headers.get("Content-Length") or 0)
             if length > wire.MAX_BODY_BYTES:
                 raise EaaSError("bad_response", f"EaaS {target} answered {length} bytes", status)
-            data = resp.read()
+            return status, fp, resp.read()
     except urllib.error.HTTPError as exc:
         detail = _error_detail(exc)
         if exc.code in (401, 403):
@@ -130,6 +136,11 @@ def remote_encrypt(
         raise EaaSError("unavailable", f"EaaS {target} did not answer within {timeout}s") from exc
     except (ConnectionError, http.client.HTTPException, OSError) as exc:
         raise EaaSError("unavailable", f"EaaS {target} connection failed: {exc!r}") from exc
+
+
+def _answer(
+    target: str, status: int, fp: str | None, data: bytes, expected_fingerprint: str | None
+) -> list[np.ndarray]:
     try:
         arrays = wire.loads(data)
     except wire.WireError as exc:
@@ -150,13 +161,67 @@ def remote_encrypt(
     return arrays
 
 
+def remote_encrypt(
+    url: str,
+    token: str,
+    weights: list[np.ndarray],
+    timeout: float,
+    ca_file: str | Path | None = None,
+    *,
+    expected_fingerprint: str | None = None,
+) -> list[np.ndarray]:
+    """Protocol v1: POST ``weights`` to the EaaS at ``url``; return the wire arrays.
+
+    Raises :class:`EaaSError` naming the cause: wrong token (``auth``), service down or
+    timing out or a TLS failure (``unavailable``), a request the service refused
+    (``rejected``), or a response that is not an encrypted payload, or one made with a
+    different public key than ``expected_fingerprint`` (``bad_response``).
+    The token is sent only in the ``Authorization`` header and appears in no message.
+    """
+    target = endpoint(url)
+    body = wire.dumps([np.asarray(w, dtype=np.float32) for w in weights])
+    status, fp, data = _post(target, body, token, timeout, ca_file)
+    return _answer(target, status, fp, data, expected_fingerprint)
+
+
+def remote_encrypt_v2(
+    url: str,
+    token: str,
+    request: wire.EncryptRequest,
+    timeout: float,
+    ca_file: str | Path | None = None,
+    *,
+    expected_fingerprint: str | None = None,
+) -> list[np.ndarray]:
+    """Protocol v2: the service encrypts ``request`` (model with share, or counts) exactly as
+    ``UpdateEncryptor.encrypt_model``/``encrypt_counts`` would; errors as :func:`remote_encrypt`.
+    """
+    target = endpoint(url, wire.ENCRYPT_V2_PATH)
+    if request.op == wire.OP_MODEL:
+        request = replace(request, arrays=[np.asarray(w, np.float32) for w in request.arrays])
+    status, fp, data = _post(target, wire.dumps_request(request), token, timeout, ca_file)
+    arrays = _answer(target, status, fp, data, expected_fingerprint)
+    try:
+        from fedids.crypto.wire import WireHeader
+
+        binding = WireHeader.from_array(np.asarray(arrays[0])).binding
+    except ValueError:
+        raise EaaSError(
+            "bad_response", f"EaaS {target} answered another protocol", status
+        ) from None
+    if binding != request.binding:
+        raise EaaSError("bad_response", f"EaaS {target} answered for another binding", status)
+    return arrays
+
+
 def _same_key(arrays: list[np.ndarray], header_fp: str | None, expected: str) -> bool:
     """Both the response header and the key id inside the payload name the expected key."""
     from fedids.crypto.keys import key_id
-    from fedids.crypto.wire import Header
+    from fedids.crypto.wire import Header, WireHeader, payload_version
 
     try:
-        payload_key = Header.from_array(np.asarray(arrays[0])).key_id
+        parse = WireHeader.from_array if payload_version(arrays) == 2 else Header.from_array
+        payload_key = parse(np.asarray(arrays[0])).key_id
     except ValueError:
         return False
     return header_fp == expected and payload_key == key_id(expected)
@@ -199,6 +264,36 @@ def encrypt_update(
             report["encrypted_by"] = "local-fallback"
             report["eaas_error"] = str(exc)
         return fallback_encryptor.encrypt(weights)
+    if report is not None:
+        report["encrypted_by"] = "eaas"
+    return arrays
+
+
+def encrypt_v2(
+    request: wire.EncryptRequest,
+    *,
+    url: str,
+    token: str,
+    ca_file: str | Path | None = None,
+    timeout: float = 30.0,
+    fallback: Callable[[], list[np.ndarray]] | None = None,
+    expected_fingerprint: str | None = None,
+    report: dict[str, Any] | None = None,
+) -> list[np.ndarray]:
+    """Protocol v2 :func:`encrypt_update`: ``fallback`` (e.g. a local ``encrypt_model`` call)
+    runs when the service fails, never when it refuses the token."""
+    try:
+        arrays = remote_encrypt_v2(
+            url, token, request, timeout, ca_file, expected_fingerprint=expected_fingerprint
+        )
+    except EaaSError as exc:
+        if fallback is None or exc.kind == "auth":
+            raise
+        log.warning("EaaS failed (%s); encrypting locally as configured", exc)
+        if report is not None:
+            report["encrypted_by"] = "local-fallback"
+            report["eaas_error"] = str(exc)
+        return fallback()
     if report is not None:
         report["encrypted_by"] = "eaas"
     return arrays

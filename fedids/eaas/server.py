@@ -12,8 +12,10 @@ Why it is built like this:
 * TLS through :mod:`ssl`, with the handshake done in the request thread so that a slow or
   hostile client cannot stall ``accept()``.
 
-Endpoints: ``POST /v1/encrypt`` (auth; body and response are :mod:`fedids.eaas.wire`
-bundles) and ``GET /v1/health`` (no auth; key fingerprint and size, for readiness probes).
+Endpoints: ``POST /v2/encrypt`` (auth; a :class:`~fedids.eaas.wire.EncryptRequest`: model
+weights with the device's share, binding and binding tag, or a count vector), ``POST
+/v1/encrypt`` (protocol v1, plain weights; goes away with v1) and ``GET /v1/health`` (no auth;
+key fingerprint and size, for readiness probes). Bodies are :mod:`fedids.eaas.wire` bundles.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +39,7 @@ from fedids.eaas import wire
 log = logging.getLogger("fedids.eaas")
 
 Encrypt = Callable[[list[np.ndarray]], list[np.ndarray]]
+EncryptV2 = Callable[[wire.EncryptRequest], list[np.ndarray]]
 
 
 class EaaSServer(ThreadingHTTPServer):
@@ -49,6 +53,7 @@ class EaaSServer(ThreadingHTTPServer):
         *,
         encrypt: Encrypt,
         token: str,
+        encrypt_v2: EncryptV2 | None = None,
         fingerprint: str,
         key_bits: int,
         ssl_context: ssl.SSLContext | None = None,
@@ -59,6 +64,7 @@ class EaaSServer(ThreadingHTTPServer):
             raise ValueError("EaaS needs a non-empty bearer token")
         super().__init__(address, _Handler)
         self.encrypt = encrypt
+        self.encrypt_v2 = encrypt_v2
         self._token = token.encode()
         self.fingerprint = fingerprint
         self.key_bits = key_bits
@@ -162,7 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, body, "application/json")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        if self.path != wire.ENCRYPT_PATH:
+        if self.path not in (wire.ENCRYPT_PATH, wire.ENCRYPT_V2_PATH) or (
+            self.path == wire.ENCRYPT_V2_PATH and self.server.encrypt_v2 is None
+        ):
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}")
             return
         if not self.server.token_ok(self.headers.get("Authorization")):
@@ -183,14 +191,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         try:
-            weights = _validate(wire.loads(body), self.server.max_values)
+            if self.path == wire.ENCRYPT_V2_PATH:
+                request = _validate_v2(wire.loads_request(body), self.server.max_values)
+                work = lambda: self.server.encrypt_v2(request)  # noqa: E731
+            else:
+                weights = _validate(wire.loads(body), self.server.max_values)
+                work = lambda: self.server.encrypt(weights)  # noqa: E731
         except (wire.WireError, ValueError) as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
             return
         try:
             with self.server.lock:
-                arrays = self.server.encrypt(weights)
+                arrays = work()
                 self.server.requests_served += 1
+        except ValueError as exc:  # the encryptor refused the request (share, counts range)
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            return
         except Exception:  # answer 500, keep serving; the log has the traceback, not the data
             log.exception("encryption failed")
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "encryption failed")
@@ -219,6 +235,20 @@ def _validate(arrays: list[np.ndarray], max_values: int) -> list[np.ndarray]:
     if total > max_values:
         raise ValueError(f"{total} values is over the limit of {max_values}")
     return out
+
+
+def _validate_v2(request: wire.EncryptRequest, max_values: int) -> wire.EncryptRequest:
+    """Model: plain float weights as for v1; counts: one 1-D non-negative integer array."""
+    if request.op == wire.OP_MODEL:
+        return replace(request, arrays=_validate(request.arrays, max_values))
+    if len(request.arrays) != 1:
+        raise ValueError("a counts request holds exactly one array")
+    (counts,) = request.arrays
+    if counts.dtype.kind not in "iu" or counts.ndim != 1:
+        raise ValueError(f"counts must be a 1-D integer array, got {counts.dtype} {counts.shape}")
+    if counts.size > max_values:
+        raise ValueError(f"{counts.size} counts is over the limit of {max_values}")
+    return request
 
 
 def server_ssl_context(certfile: str | Path, keyfile: str | Path) -> ssl.SSLContext:
@@ -272,7 +302,23 @@ def build_server(
     def encrypt(weights: list[np.ndarray]) -> list[np.ndarray]:
         arrays = encryptor.encrypt(weights)
         if precompute:  # obfuscators for the next update of this size, in the background
-            encryptor.start_precompute(sum(w.size for w in weights))
+            encryptor.start_precompute(params.n_ciphertexts(sum(w.size for w in weights)))
+        return arrays
+
+    def encrypt_v2(request: wire.EncryptRequest) -> list[np.ndarray]:
+        if request.op == wire.OP_MODEL:
+            arrays = encryptor.encrypt_model(
+                request.arrays,
+                share=request.share,
+                binding=request.binding,
+                tag=request.binding_tag,
+            )
+        else:
+            arrays = encryptor.encrypt_counts(
+                request.arrays[0], binding=request.binding, tag=request.binding_tag
+            )
+        if precompute:  # obfuscators for the next payload of this size, in the background
+            encryptor.start_precompute(len(arrays[1]))
         return arrays
 
     ctx = None
@@ -283,6 +329,7 @@ def build_server(
     return EaaSServer(
         (host, port),
         encrypt=encrypt,
+        encrypt_v2=encrypt_v2,
         token=token,
         fingerprint=fingerprint(public_key),
         key_bits=params.key_bits,

@@ -7,6 +7,7 @@ status is not OK. Users need the device and the sentence that says what went wro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -31,6 +32,10 @@ def first_line(exc: BaseException) -> str:
     if "(reason: " in text:
         text = text.split("(reason: ", 1)[1]
         text = text.split("). It originated during", 1)[0]
+    # a deployed ClientApp's exception arrives as "<class 'pkg.Error'>:<'message'>"
+    match = re.search(r"<class '[\w.]+'>:<['\"](.*)['\"]>", text, flags=re.S)
+    if match:
+        text = match.group(1)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):  # a traceback ends with the exception's own line
         if not ln.startswith(("File ", "Traceback", "^", "~")):

@@ -386,7 +386,9 @@ class FedIDSServer(Server):
         self.recorder.header["setup_seconds"] = time.perf_counter() - start
         self.parameters = ndarrays_to_parameters(totals)
         self._rounds(num_rounds, timeout)
-        warning = quality_warning(self.recorder.rounds)
+        warning = quality_warning(
+            self.recorder.rounds, synthetic=bool(self.recorder.header.get("synthetic_data"))
+        )
         self.recorder.header["quality_warning"] = warning
         self.recorder.flush(status="completed")
         print(

@@ -14,19 +14,18 @@ from typing import Any
 import numpy as np
 
 from fedids.metrics import from_confusion
+from fedids.metrics_quality import majority_class, majority_macro_f1
+from fedids.metrics_quality import quality_warning as _quality_warning
 from fedids.protocol import EvalTotals
 
 
 def majority_baseline_macro_f1(cm: np.ndarray) -> float:
-    """Macro-F1 of always predicting the most frequent true class of ``cm``'s records."""
-    cm = np.asarray(cm, dtype=np.int64)
-    support = cm.sum(axis=1)
+    """Macro-F1 of always predicting the most frequent class of ``cm``'s records (the
+    server sees only validation counts; stratified splits share the training majority)."""
+    support = np.asarray(cm, dtype=np.int64).sum(axis=1)
     if support.sum() == 0:
         return 0.0
-    major = int(np.argmax(support))
-    constant = np.zeros_like(cm)
-    constant[:, major] = support
-    return float(from_confusion(constant, [str(i) for i in range(len(cm))])["macro_f1"])
+    return float(majority_macro_f1(support, majority_class(support)))
 
 
 def _mean(values: list[float]) -> float:
@@ -87,15 +86,12 @@ def round_record(
     return record
 
 
-def quality_warning(rounds: list[dict[str, Any]], margin: float = 0.05) -> str | None:
-    """One sentence when the final model is not clearly better than the majority baseline."""
+def quality_warning(rounds: list[dict[str, Any]], *, synthetic: bool = False) -> str | None:
+    """One sentence when the final model is not clearly better than the majority baseline
+    (the rule of :mod:`fedids.metrics_quality`, shared with benchmarks and baselines)."""
     if not rounds:
         return None
     last = rounds[-1]
-    f1, base = float(last["macro_f1"]), float(last.get("baseline_macro_f1", 0.0))
-    if f1 > base + margin:
-        return None
-    return (
-        f"the detector learned nothing useful: final macro-F1 {f1:.3f} is not clearly above "
-        f"the {base:.3f} of always predicting the majority class"
+    return _quality_warning(
+        float(last["macro_f1"]), float(last.get("baseline_macro_f1", 0.0)), synthetic=synthetic
     )

@@ -173,3 +173,68 @@ def test_keygen_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["keygen", "--bits", "1024", "--out", str(tmp_path / "weak")])
     assert not (tmp_path / "weak").exists()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_private_file_readable_by_others_is_refused(tmp_path, keys512, mode):
+    pub, priv = keys512
+    save_keypair(tmp_path, pub, priv)
+    file = tmp_path / "private.json"
+    os.chmod(file, mode)
+    with pytest.raises(KeyFileError) as err:
+        load_private_key(tmp_path)
+    message = str(err.value)
+    assert str(file) in message and f"chmod 600 {file}" in message and f"{mode:04o}" in message
+    _assert_no_key_material(message, priv)
+    with pytest.raises(KeyFileError, match="readable by group or others"):
+        ensure_keypair(tmp_path, 512)
+    os.chmod(file, 0o600)
+    assert load_private_key(tmp_path).p == priv.p
+
+
+def _assert_no_key_material(text: str, priv) -> None:
+    n = priv.public_key.n
+    for secret in (priv.p, priv.q, n):
+        for form in (format(secret, "x"), format(secret, "X"), str(secret)):
+            assert form[:12] not in text, "key material in an error message"
+
+
+def _broken_private_docs(priv):
+    n, p, q = priv.public_key.n, priv.p, priv.q
+    good = {
+        "format": "fedids-paillier-private/1",
+        "bits": n.bit_length(),
+        "n": format(n, "x"),
+        "p": format(p, "x"),
+        "q": format(q, "x"),
+        "fingerprint": keys.fingerprint_of_n(n),
+    }
+    yield "not json " + format(p, "x")
+    yield json.dumps({**good, "format": "x"})
+    yield json.dumps({**good, "n": "zz" + format(p, "x")})
+    yield json.dumps({**good, "bits": 7})
+    yield json.dumps({**good, "p": "g" + format(p, "x")})
+    yield json.dumps({**good, "q": format(q + 2, "x")})
+    yield json.dumps({**good, "p": format(p, "x"), "q": format(p, "x")})
+    yield json.dumps({**good, "p": format(n, "x"), "q": "1"})
+    yield json.dumps({k: v for k, v in good.items() if k != "q"})
+    yield json.dumps([good["p"], good["q"]])
+    yield "\xff\xfe" + format(p, "x")
+
+
+def test_no_error_on_a_private_key_file_carries_key_material(tmp_path, keys512):
+    """Every refusal names the file and the problem, never p, q or n (Flower logs errors and
+    sends them to the SuperLink)."""
+    pub, priv = keys512
+    for i, text in enumerate(_broken_private_docs(priv)):
+        d = tmp_path / f"k{i}"
+        d.mkdir()
+        fd = os.open(d / "private.json", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w", errors="surrogateescape") as fh:
+            fh.write(text)
+        with pytest.raises((KeyFileError, ValueError)) as err:
+            load_private_key(d)
+        assert str(d / "private.json") in str(err.value)
+        _assert_no_key_material(str(err.value), priv)
+        # nothing that held the file's content is kept, not even as suppressed context
+        assert err.value.__cause__ is None and err.value.__context__ is None

@@ -1,4 +1,6 @@
-"""Wire format: int64 header + fixed-width big-endian uint8 ciphertexts, through .npy."""
+"""Wire format: int64 header + fixed-width big-endian uint8 ciphertexts, through .npy.
+
+The v1 tests (``Header``, ``pack_payload``) go away with protocol v1."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import numpy as np
 import pytest
 
 from fedids.crypto import wire
-from fedids.crypto.codec import CodecParams
-from fedids.crypto.wire import Header, WireFormatError
+from fedids.crypto.codec import Binding, CodecParams
+from fedids.crypto.wire import Header, WireFormatError, WireHeader
+
+B = Binding(run_id=-5, round=3, base_version=2, kind=Binding.MODEL, tag=0)
 
 
 def npy_round_trip(arrays):
@@ -22,18 +26,71 @@ def npy_round_trip(arrays):
     return out
 
 
-def test_header_round_trip_is_exact():
+def test_v2_header_round_trip_is_exact():
+    p = CodecParams(key_bits=2048, clip=0.1 + 0.2, max_multiplier=3)
+    h = WireHeader.for_update(p, B, 5125, key_id=-12345)
+    arr = h.to_array()
+    assert arr.dtype == np.int64 and arr.shape == (wire.HEADER_LEN,) == (18,)
+    back = WireHeader.from_array(npy_round_trip([arr])[0])
+    assert back == h and back.clip == 0.1 + 0.2 and back.binding == B
+    assert back.n_ciphertexts == p.n_model_ciphertexts(5125) and not back.is_aggregate
+    back.check_against(p)
+    agg = h.aggregate(Binding(-5, 3, 2, Binding.MODEL), 4)
+    assert agg.is_aggregate and agg.n_updates == 4
+    WireHeader.from_array(agg.to_array()).check_against(p)
+    counts = WireHeader.for_update(p, Binding(1, 0, 0, Binding.STATS, tag=1), 30, key_id=1)
+    assert counts.n_ciphertexts == p.n_count_ciphertexts(30)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"value_bits": 12}, "value_bits=12 (expected 16)"),
+        ({"max_clients": 64}, "max_clients=64 (expected 128)"),
+        ({"max_multiplier": 2}, "max_multiplier=2"),
+        ({"count_bits": 16}, "count_bits=16"),
+        ({"clip": 2.0}, "clip=2.0"),
+        ({"n_ciphertexts": 3}, "n_ciphertexts=3 for 100 values"),
+        ({"n_updates": 2}, "n_updates=2 in an update"),
+        ({"role": 7}, "role=7"),
+    ],
+)
+def test_v2_header_mismatch_is_reported(change, words):
+    p = CodecParams(key_bits=2048)
+    h = WireHeader.for_update(p, B, 100, key_id=1)
+    with pytest.raises(WireFormatError) as err:
+        WireHeader(**{**h.__dict__, **change}).check_against(p)
+    assert words in str(err.value)
+
+
+def test_versions_are_told_apart():
+    p = CodecParams(key_bits=512)
+    v1 = wire.pack_payload(Header.for_update(p, 30, key_id=7), [3, 5])
+    v2 = wire.encode_payload(WireHeader.for_update(p, B, 30, key_id=7), [3, 5])
+    assert wire.payload_version(v1) == 1 and wire.payload_version(v2) == 2
+    assert wire.payload_version([np.zeros(3, np.float32)]) is None
+    with pytest.raises(WireFormatError, match="protocol version 1"):
+        wire.decode_payload(v1)
+    with pytest.raises(WireFormatError, match="shape \\(12,\\)"):
+        wire.unpack_payload(v2)
+    bad_kind = v2[0].copy()
+    bad_kind[15] = 9
+    with pytest.raises(WireFormatError, match="kind=9"):
+        wire.decode_payload([bad_kind, v2[1]])
+
+
+def test_v1_header_round_trip_is_exact():
     p = CodecParams(key_bits=2048, clip=0.1 + 0.2)  # a clip with no short decimal form
     h = Header.for_update(p, 5125, key_id=-12345)
     arr = h.to_array()
-    assert arr.dtype == np.int64 and arr.shape == (wire.HEADER_LEN,)
+    assert arr.dtype == np.int64 and arr.shape == (wire.V1_HEADER_LEN,)
     back = Header.from_array(npy_round_trip([arr])[0])
     assert back == h and back.clip == 0.1 + 0.2
     assert back.n_ciphertexts == 58 and back.weight_sum == 0
     back.check_against(p)
 
 
-def test_header_mismatch_is_reported():
+def test_v1_header_mismatch_is_reported():
     p = CodecParams(key_bits=2048)
     h = Header.for_update(p, 100, key_id=1)
     with pytest.raises(WireFormatError, match="value_bits=16 \\(expected 12\\)"):

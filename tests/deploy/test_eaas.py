@@ -206,65 +206,71 @@ def test_cli_service_end_to_end(
     assert "POST /v1/encrypt" in out and "401" in out
 
 
-class _Proxy:
-    def __init__(self, cid: str) -> None:
-        self.cid = cid
+def test_strategy_aggregates_eaas_and_local_updates(device_keys, device_params, tmp_path) -> None:
+    """Device 0 encrypts through its site's EaaS (named in ITS node-config), device 1 locally;
+    the strategy cannot tell them apart and the devices decrypt the exact weighted average."""
+    import shutil
+    from types import SimpleNamespace
 
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
-def _mode(params, **extra) -> dict:
-    return {
+    from fedids.device.channel import PaillierChannel
+    from fedids.device.policy import DevicePolicy
+    from fedids.eaas.server import build_server
+    from strategies.paillier_fedavg import PaillierFedAvg
+
+    params, key_dir = device_params, device_keys
+    mode = {
         "name": "paillier",
         "key_bits": params.key_bits,
         "value_bits": params.value_bits,
         "clip": params.clip,
-        "weight_bits": params.weight_bits,
         "max_clients": params.max_clients,
         "workers": 1,
         "precompute": False,
-        **extra,
     }
-
-
-def test_strategy_aggregates_eaas_and_local_updates(
-    eaas, device_keys, device_keypair, device_params, tmp_path
-) -> None:
-    """Device 0 encrypts through EaaS, device 1 locally; the strategy cannot tell them apart."""
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-
-    from fedids.crypto.keys import load_private_key
-    from fedids.crypto.update import AggregateDecryptor
-    from fedids.secure_client import SecureChannel
-    from strategies.paillier_fedavg import PaillierFedAvg
-
-    params, key_dir = device_params, device_keys
-    server = eaas(key=device_keypair, codec=device_params)
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    via_eaas = SecureChannel.open(
-        _mode(params, eaas_url=server.url, eaas_token_file=str(token_file)),
-        key_dir=str(key_dir),
-        run_path="",
-        partition_id=0,
-    )
-    local = SecureChannel.open(_mode(params), key_dir=str(key_dir), run_path="", partition_id=1)
-    w0, w1 = _weights(0), _weights(1)
-    results = []
-    for pid, (channel, weights, n) in enumerate([(via_eaas, w0, 30), (local, w1, 10)]):
-        arrays, extra = channel.encrypt(weights)
-        res = FitRes(
-            Status(Code.OK, ""), ndarrays_to_parameters(arrays), n, {**extra, "partition_id": pid}
+    public_only = tmp_path / "eaas-key"
+    public_only.mkdir()
+    shutil.copy(key_dir / "public.json", public_only / "public.json")
+    server = build_server(public_only, mode, TOKEN, port=0)
+    server.serve_in_thread()
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        node = {"partition-id": 0, "num-partitions": 2, "key-dir": str(key_dir)}
+        via_eaas = PaillierChannel(
+            DevicePolicy.from_node_config(
+                {**node, "eaas-url": server.url, "eaas-token-file": str(token_file)},
+                simulation=False,
+            ),
+            mode,
+            run_id=5,
+            run_path="",
         )
-        results.append((_Proxy(str(pid)), res))
-    assert server.requests_served == 1  # device 0 really went through the service
+        local = PaillierChannel(
+            DevicePolicy.from_node_config({**node, "partition-id": 1}, simulation=False),
+            mode,
+            run_id=5,
+            run_path="",
+        )
+        w0, w1 = _weights(0), _weights(1)
+        results = []
+        for cid, (channel, weights, share) in enumerate([(via_eaas, w0, 0.75), (local, w1, 0.25)]):
+            arrays = channel.send_model(weights, share=share, round_=1, base_version=0)
+            res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), 1, channel.metrics())
+            results.append((SimpleNamespace(cid=str(cid)), res))
+        assert server.requests_served == 1  # device 0 really went through the service
+        assert results[0][1].metrics["encrypted_by"] == "eaas"
+    finally:
+        server.shutdown()
+        server.server_close()
 
-    strategy = PaillierFedAvg(codec=params, min_fit_clients=2, min_available_clients=2)
+    strategy = PaillierFedAvg(codec=params, run_id=5, min_fit_clients=2, min_available_clients=2)
     aggregate, metrics = strategy.aggregate_fit(1, results, [])
-    assert metrics["paillier_accepted"] == 2 and not strategy.last_rejections
-
-    from flwr.common import parameters_to_ndarrays
-
-    decryptor = AggregateDecryptor(load_private_key(key_dir), params, workers=1)
-    got = decryptor.decrypt(parameters_to_ndarrays(aggregate), [w.shape for w in w0])
+    assert metrics["fit_clients"] == 2 and not strategy.last_rejections
+    got = local.receive_model(
+        parameters_to_ndarrays(aggregate), [w.shape for w in w0], round_=1
+    ).values
     for g, a, b in zip(got, w0, w1, strict=True):
         expected = 0.75 * np.clip(a, -4, 4) + 0.25 * np.clip(b, -4, 4)
-        np.testing.assert_allclose(g, expected, atol=params.step)
+        np.testing.assert_allclose(g, expected, atol=2 * params.step)

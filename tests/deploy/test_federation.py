@@ -48,14 +48,20 @@ def explain(result: RunResult, fed: Federation) -> str:
     return f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
 
 
-def test_plain_deployment_with_tls_and_node_auth(deployment: Federation, tmp_path: Path) -> None:
+def test_plain_run_is_refused_by_devices_holding_a_key(
+    deployment: Federation, tmp_path: Path
+) -> None:
+    """mode='plain' from the run-config against devices whose node-config has a key-dir: no
+    plaintext leaves them; the run fails naming the node-config key that would allow it."""
     result = deployment.run(REPO, run_config(tmp_path, "plain"), timeout=240)
-    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
-    assert deployment.status(result)["status"] == "finished:completed"
+    assert not result.timed_out, explain(result, deployment)
+    status = deployment.status(result)
+    assert status["status"] == "finished:failed", status
+    assert "allow-plain=true" in status["status-details"], status
     doc = metrics(tmp_path, "plain")
-    assert doc["status"] == "completed" and doc["mode"] == "plain"
-    assert [r["round"] for r in doc["rounds"]] == [1, 2]
-    assert all(r["fit_clients"] == 2 and r["evaluate_clients"] == 2 for r in doc["rounds"])
+    assert doc["status"] == "failed" and "allow-plain=true" in doc["error"]
+    assert doc["rounds"] == []
+    assert not (tmp_path / "plain" / "global_parameters.npz").exists()
     # the connection the CLI used is TLS-verified against our CA, not insecure
     toml = (deployment.flwr_home / "config.toml").read_text()
     assert "root-certificates" in toml and "insecure" not in toml
@@ -82,12 +88,13 @@ def test_too_few_devices_stops_instead_of_waiting(deployment: Federation, tmp_pa
 
 
 def test_paillier_deployment_mixing_eaas_and_local(
-    deployment: Federation, device_keys: Path, tmp_path: Path
+    federation, device_keys: Path, tmp_path: Path
 ) -> None:
-    """mode='paillier' with EaaS: the service fails its first request, so in round 1 one
-    device falls back to local encryption while the other goes through EaaS; the strategy
-    aggregates both kinds, and round 2 is all-EaaS."""
+    """Device 0's node-config names its site's EaaS (which fails its first request, so in
+    round 1 device 0 falls back to local encryption as its node-config allows); device 1
+    encrypts locally. The strategy sums both kinds; the server needs the key's fingerprint."""
     from fedids.config import compose_config, to_plain
+    from fedids.crypto.keys import fingerprint, load_public_key
     from fedids.eaas.server import build_server
 
     pub = tmp_path / "eaas-key"
@@ -98,34 +105,41 @@ def test_paillier_deployment_mixing_eaas_and_local(
     token_file.write_text("deploy-test-token\n")
     server = build_server(pub, mode, "deploy-test-token", port=0)
     calls = {"n": 0}
-    real_encrypt = server.encrypt
+    real_encrypt = server.encrypt_v2
 
-    def flaky(weights):
+    def flaky(request):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("simulated EaaS outage")
-        return real_encrypt(weights)
+        return real_encrypt(request)
 
-    server.encrypt = flaky
+    server.encrypt_v2 = flaky
     server.serve_in_thread()
+    fp = fingerprint(load_public_key(device_keys))
     try:
-        hydra = (
-            f"mode.eaas_url={server.url} mode.eaas_token_file={token_file} "
-            "mode.eaas_fallback_local=true"
+        fed = federation()
+        eaas = {
+            "eaas-url": server.url,
+            "eaas-token-file": str(token_file),
+            "eaas-fallback-local": "true",
+        }
+        fed.add_node(0, 2, extra_config={"key-dir": str(device_keys), **eaas})
+        fed.add_node(1, 2, extra_config={"key-dir": str(device_keys)})
+        fed.wait_online(2)
+        rc = run_config(
+            tmp_path, "paillier", mode="'paillier'", hydra=f"mode.expected_fingerprint={fp}"
         )
-        rc = run_config(tmp_path, "paillier", mode="'paillier'", hydra=hydra)
-        result = deployment.run(REPO, rc, timeout=300)
+        result = fed.run(REPO, rc, timeout=300)
     finally:
         server.shutdown()
         server.server_close()
-    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, deployment)
+    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, fed)
     doc = metrics(tmp_path, "paillier")
     assert doc["status"] == "completed" and doc["mode"] == "paillier"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     for r in doc["rounds"]:
-        assert r["strategy_metrics"]["paillier_accepted"] == 2, r["strategy_metrics"]
-        assert r["strategy_metrics"]["paillier_rejected"] == 0
-    assert calls["n"] == 4 and server.requests_served == 3  # 1 outage + 3 encrypted
+        assert r["fit_clients"] == 2 and r["rejected_updates"] == 0, r
+    assert calls["n"] == 2 and server.requests_served == 1  # 1 outage + 1 encrypted
     assert doc["rounds"][-1]["accuracy"] > 0.5  # decrypted aggregates make a working model
     assert "global_parameters.npz" not in {p.name for p in (tmp_path / "paillier").iterdir()}
 
@@ -133,22 +147,31 @@ def test_paillier_deployment_mixing_eaas_and_local(
 DROPOUT_TIMEOUT = 15  # federation.round_timeout (s): how long a round waits for a dead device
 
 
-def _start_two_devices(federation) -> Federation:
+def _start_two_devices(federation, **node) -> Federation:
     fed = federation()
-    fed.add_nodes([0, 1], 2)
+    fed.add_nodes([0, 1], 2, extra_config=node or None)
     fed.wait_online(2)
     return fed
 
 
-def test_dropout_with_min_one_device_completes(federation, tmp_path: Path) -> None:
+def test_dropout_with_min_one_device_completes(
+    federation, device_keys: Path, tmp_path: Path
+) -> None:
     """Device 1 crashes (SIGKILL) as round 2 starts; with min 1 the run goes on and completes.
 
     In Paillier mode: round 2's encrypted aggregate holds only device 0's update, weighted
-    over whoever contributed, and device 0 decrypts and evaluates it (the strategy tests
-    check that arithmetic exactly; here the real processes)."""
-    fed = _start_two_devices(federation)
+    over whoever contributed, and device 0 decrypts and evaluates it. Decrypting a
+    one-contributor aggregate is something a site must allow in its own node-config
+    (``min-contributors=1``); by default devices refuse it (tests/device)."""
+    from fedids.crypto.keys import fingerprint, load_public_key
+
+    fed = _start_two_devices(federation, **{"key-dir": str(device_keys), "min-contributors": 1})
+    fp = fingerprint(load_public_key(device_keys))
     mins = "federation.min_fit_clients=1 federation.min_evaluate_clients=1"
-    hydra = f"{mins} federation.min_available_clients=1 federation.round_timeout={DROPOUT_TIMEOUT}"
+    hydra = (
+        f"{mins} federation.min_available_clients=1 federation.round_timeout={DROPOUT_TIMEOUT} "
+        f"mode.expected_fingerprint={fp}"
+    )
     run = fed.start_run(REPO, run_config(tmp_path, "drop1", mode="'paillier'", hydra=hydra))
     started = time.monotonic()
     assert wait_for_log(run, "[ROUND 2]", 150), run.log()
@@ -159,7 +182,6 @@ def test_dropout_with_min_one_device_completes(federation, tmp_path: Path) -> No
     assert doc["status"] == "completed"
     assert [r["fit_clients"] for r in doc["rounds"]] == [2, 1]
     assert doc["rounds"][1]["fit_failures"] == 1
-    assert doc["rounds"][1]["strategy_metrics"]["paillier_accepted"] == 1
     # a correctly decrypted model: a wrong aggregate decodes to weights scattered over
     # [-clip, clip], whose logits make the loss explode
     assert doc["rounds"][1]["accuracy"] > 0.9 and doc["rounds"][1]["loss"] < 1.0
@@ -167,8 +189,9 @@ def test_dropout_with_min_one_device_completes(federation, tmp_path: Path) -> No
 
 def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
     """With min 2, a crashed device stops the run with a message naming the minimum, within
-    a bound set by round_timeout (never a hang), and metrics.json is not marked completed."""
-    fed = _start_two_devices(federation)
+    a bound set by round_timeout (never a hang), and metrics.json is not marked completed.
+    (Plain mode: these devices hold no key and allow plaintext.)"""
+    fed = _start_two_devices(federation, **{"allow-plain": "true"})
     hydra = f"federation.round_timeout={DROPOUT_TIMEOUT}"
     run = fed.start_run(REPO, run_config(tmp_path, "drop2", rounds=3, hydra=hydra))
     started = time.monotonic()
@@ -179,8 +202,8 @@ def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
     # `flwr run --stream` exits 0 even then: the SuperLink's run record says what happened
     status = fed.status(result)
     assert status["status"] == "finished:failed", status
-    assert "min_fit_clients" in status["status-details"], status
+    assert "at least 2 needed" in status["status-details"], status
     assert "[SUMMARY]" not in result.output
     doc = metrics(tmp_path, "drop2")
-    assert doc["status"] != "completed"
-    assert len(doc["rounds"]) == 0
+    assert doc["status"] == "failed" and "at least 2 needed" in doc["error"]
+    assert len(doc["rounds"]) <= 1

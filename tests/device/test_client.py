@@ -9,13 +9,18 @@ from tests.conftest import small_cfg
 
 
 def _stats_round(devices, run_id=77):
-    """Statistics pass 0 on every device; returns the summed plain totals payload."""
-    payloads = []
-    for d in devices:
-        arrays, n, metrics = d.client().fit([], {"phase": "stats", "stats_pass": 0})
-        assert n == 1 and "spec_digest" in metrics
-        payloads.append(arrays)
-    return protocol.sum_plain_counts(payloads, kind=2, tag=0, run_id=run_id, round=0)
+    """Every statistics pass on every device; returns the summed plain totals payloads."""
+    from fedids.device.data import stats_passes
+
+    totals = []
+    for p in range(stats_passes(devices[0].cfg)):
+        payloads = []
+        for d in devices:
+            arrays, n, metrics = d.client().fit(totals, {"phase": "stats", "stats_pass": p})
+            assert n == 1 and "spec_digest" in metrics
+            payloads.append(arrays)
+        totals += protocol.sum_plain_counts(payloads, kind=2, tag=p, run_id=run_id, round=0)
+    return totals
 
 
 def _fedavg(updates):
@@ -31,12 +36,12 @@ def test_plain_device_through_every_phase(device, tmp_path):
     devices = [device(cfg, 0), device(cfg, 1)]
     totals = _stats_round(devices)
     n_total = int(totals[1][0])
-    assert n_total == sum(d.client().table.n_train for d in devices)
+    assert n_total == sum(len(d.client().table.train) for d in devices)
 
     updates = []
     for d in devices:
         arrays, n, metrics = d.client().fit(totals, {"phase": "train", "server_round": 1})
-        assert n == d.client().table.n_train and metrics["train_seconds"] > 0
+        assert n == len(d.client().table.train) and metrics["train_seconds"] > 0
         updates.append((arrays, n))
     # the same initial model on both devices, built from the run's seed
     assert [a.shape for a in updates[0][0]] == [a.shape for a in updates[1][0]]
@@ -92,9 +97,7 @@ def test_device_refuses_rounds_going_backwards_and_late_joining(device):
 def test_statistics_of_another_run_are_refused(device):
     cfg = small_cfg(mode="plain")
     d = device(cfg, 0)
-    other = protocol.plain_counts_payload(
-        np.array([5, 5, 0, 0, 0, 0]), kind=2, tag=0, run_id=999, round=0
-    )
+    other = _stats_round([device(cfg, 0, run_id=999), device(cfg, 1, run_id=999)], run_id=999)
     with pytest.raises(ProtocolError, match="run 999"):
         d.client().fit(other, {"phase": "train", "server_round": 1})
 

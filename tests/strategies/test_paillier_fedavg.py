@@ -1,27 +1,32 @@
-"""PaillierFedAvg: homomorphic weighted FedAvg, rejection of bad updates, no private key."""
+"""PaillierFedAvg: share-weighted sums of ciphertexts, every bad payload refused, no private key."""
 
 from __future__ import annotations
 
 import builtins
 import logging
 import pathlib
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from flwr.common import Code, FitRes, Parameters, Status, ndarrays_to_parameters
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common import parameters_to_ndarrays as to_arrays
 from phe import paillier
 
-from fedids.crypto import codec, vector, wire
+from fedids import protocol
 from fedids.crypto import keys as key_files
+from fedids.crypto import vector, wire
+from fedids.crypto.binding import Binding
 from fedids.crypto.codec import CodecParams
 from fedids.crypto.keys import fingerprint
-from fedids.crypto.update import AggregateDecryptor, UpdateEncryptor, is_encrypted_payload
-from strategies.paillier_fedavg import InsufficientValidUpdatesError, PaillierFedAvg
+from fedids.crypto.update import AggregateDecryptor, UpdateEncryptor
+from strategies.fedids_base import AggregationError, Contribution
+from strategies.paillier_fedavg import PaillierFedAvg
 
 PARAMS = CodecParams(key_bits=1024).validate()
 SHAPES = [(20, 5), (7,)]
+RUN = 31
 
 
 def weights(seed):
@@ -29,60 +34,84 @@ def weights(seed):
     return [rng.normal(0, 0.3, s).astype(np.float32) for s in SHAPES]
 
 
-def fit_res(pub, arrays, n, pid, **metric_overrides):
-    metrics = {"pubkey_n": format(pub.n, "x"), "fingerprint": fingerprint(pub), "partition_id": pid}
-    metrics.update(metric_overrides)
-    return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), n, metrics)
+def model_binding(round_=1, run=RUN, kind=Binding.MODEL, tag=0):
+    return Binding(run_id=run, round=round_, base_version=round_ - 1, kind=kind, tag=tag)
 
 
-def client(cid, pub, seed, n, pid, transform=None, **metric_overrides):
-    arrays = UpdateEncryptor(pub, PARAMS, workers=1).encrypt(weights(seed))
+def encryptor(keys, params=PARAMS):
+    pub, priv = keys
+    return UpdateEncryptor(pub, params, workers=1, private_key=priv)
+
+
+def fit_res(pub, arrays, **metric_overrides):
+    metrics = {"pubkey_n": format(pub.n, "x"), "fingerprint": fingerprint(pub)}
+    metrics.update({k: v for k, v in metric_overrides.items()})
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), 1, metrics)
+
+
+def update(cid, keys, seed, share, *, round_=1, transform=None, binding=None, **metrics):
+    arrays = encryptor(keys).encrypt_model(
+        weights(seed), share=share, binding=binding or model_binding(round_)
+    )
     if transform:
         arrays = transform(arrays)
-    return SimpleNamespace(cid=cid), fit_res(pub, arrays, n, pid, **metric_overrides)
+    return SimpleNamespace(cid=cid), fit_res(keys[0], arrays, **metrics)
 
 
 def strategy(**kw):
     kw.setdefault("min_fit_clients", 2)
     kw.setdefault("min_available_clients", 2)
-    return PaillierFedAvg(codec=PARAMS, **kw)
+    kw.setdefault("run_id", RUN)
+    return PaillierFedAvg(codec=kw.pop("codec", PARAMS), **kw)
 
 
-def decrypt(priv, parameters):
-    return AggregateDecryptor(priv, PARAMS, workers=1).decrypt(to_arrays(parameters), SHAPES)
+def decrypt(keys, parameters, round_=1, min_contributors=1):
+    dec = AggregateDecryptor(keys[1], PARAMS, workers=1)
+    return dec.decrypt_model(
+        to_arrays(parameters),
+        SHAPES,
+        expect=model_binding(round_),
+        min_contributors=min_contributors,
+    )
 
 
-def assert_average_of(out, seeds_counts):
+def exact_average(seeds_counts):
     total = sum(c for _, c in seeds_counts)
-    exact = [sum(weights(s)[i] * (c / total) for s, c in seeds_counts) for i in range(len(SHAPES))]
-    counts = [c for _, c in seeds_counts]
-    bound = codec.error_bound(PARAMS, counts)
+    return [sum(weights(s)[i] * (c / total) for s, c in seeds_counts) for i in range(len(SHAPES))]
+
+
+def test_sums_share_weighted_updates_exactly(keys):
+    counts = [(1, 100), (2, 300), (3, 50)]
+    total = sum(c for _, c in counts)
+    results = [update(str(i), keys, s, c / total) for i, (s, c) in enumerate(counts)]
+    params, metrics = strategy().aggregate_fit(1, results, [])
+    assert metrics["fit_clients"] == 3 and metrics["rejected"] == 0
+    out, info = decrypt(keys, params)
+    assert info.contributors == 3 and info.share_total == pytest.approx(1.0, abs=1e-6)
+    for o, e in zip(out, exact_average(counts), strict=True):
+        assert float(np.abs(o - e).max()) <= 2 * PARAMS.step
+
+
+def test_hundred_devices_of_unequal_size_within_one_percent(keys):
+    """Issue 9: FedAvg at 100 devices stays within 1 % of the exact weighted average."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(10, 100_000, size=100)
+    total = int(sizes.sum())
+    results = [update(str(i), keys, i, int(n) / total) for i, n in enumerate(sizes)]
+    params, _ = strategy(min_fit_clients=100).aggregate_fit(1, results, [])
+    out, info = decrypt(keys, params)
+    assert info.contributors == 100
+    exact = exact_average([(i, int(n)) for i, n in enumerate(sizes)])
     for o, e in zip(out, exact, strict=True):
-        assert float(np.abs(o - e).max()) <= bound
-
-
-def test_aggregates_weighted_by_examples(keys):
-    pub, priv = keys
-    s = strategy(fit_metrics_aggregation_fn=lambda r: {"fit_clients": len(r)})
-    results = [client("a", pub, 1, 100, 0), client("b", pub, 2, 300, 1), client("c", pub, 3, 50, 2)]
-    params, metrics = s.aggregate_fit(1, results, [])
-    arrays = to_arrays(params)
-    assert is_encrypted_payload(arrays)
-    header = wire.Header.from_array(arrays[0])
-    assert header.n_contributors == 3 and header.weight_sum == metrics["paillier_weight_sum"]
-    assert header.weight_sum <= PARAMS.max_weight_sum
-    assert metrics["paillier_accepted"] == 3 and metrics["paillier_rejected"] == 0
-    assert metrics["fit_clients"] == 3
-    assert_average_of(decrypt(priv, params), [(1, 100), (2, 300), (3, 50)])
+        scale = float(np.abs(e).max())
+        assert float(np.abs(o - e).max()) <= 0.01 * scale
+        assert float(np.abs(o - e).max()) <= 2 * PARAMS.step
 
 
 def test_server_never_touches_a_private_key(keys, monkeypatch, tmp_path):
-    """Building, loading or using a private key, or opening a private key file, all fail.
-
-    The key fixture exists beforehand (clients need it); only aggregate_fit runs guarded.
-    """
-    pub, priv = keys
-    results = [client("a", pub, 1, 10, 0), client("b", pub, 2, 20, 1)]
+    """Building, loading or using a private key, or opening a private key file, all fail."""
+    results = [update("a", keys, 1, 0.25), update("b", keys, 2, 0.75)]
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the server touched a private key")
@@ -105,208 +134,203 @@ def test_server_never_touches_a_private_key(keys, monkeypatch, tmp_path):
     monkeypatch.setattr(pathlib.Path, "read_text", forbidden)
     monkeypatch.chdir(tmp_path)
     params, metrics = strategy().aggregate_fit(1, results, [])
-    assert metrics["paillier_accepted"] == 2
+    assert metrics["fit_clients"] == 2
     monkeypatch.undo()
-    assert_average_of(decrypt(priv, params), [(1, 10), (2, 20)])
+    out, _ = decrypt(keys, params)
+    for o, e in zip(out, exact_average([(1, 1), (2, 3)]), strict=True):
+        assert float(np.abs(o - e).max()) <= 2 * PARAMS.step
 
 
-# -- bad updates: each rejected, named in a WARNING, the round completes with the rest ----------
-def _swap_ciphertext_out_of_range(pub):
+# -- bad payloads: each rejected, named in a WARNING, the round completes with the rest ---------
+def _ciphertext(index_value):
     def transform(arrays):
-        h, cts = wire.unpack_payload(arrays)
-        return wire.pack_payload(h, [pub.nsquare + 3] + cts[1:])
+        header, cts = wire.decode_payload(arrays)
+        cts = list(cts)
+        cts[0] = index_value(cts[0])
+        return wire.encode_payload(header, cts)
 
     return transform
-
-
-def _not_invertible(pub):
-    def transform(arrays):
-        h, cts = wire.unpack_payload(arrays)
-        return wire.pack_payload(h, [pub.n] + cts[1:])
-
-    return transform
-
-
-def _drop_last_value(arrays):
-    h, cts = wire.unpack_payload(arrays)
-    n_values = sum(int(np.prod(s)) for s in SHAPES) - 1
-    return [wire.Header(**{**h.__dict__, "n_values": n_values}).to_array(), arrays[1]]
-
-
-def _other_size_model(pub):
-    enc = UpdateEncryptor(pub, PARAMS, workers=1)
-    return lambda arrays: enc.encrypt([np.zeros(500, np.float32)])
 
 
 BAD_CASES = {
     "another key": (
-        lambda pub, other: client("bad", other, 9, 100, 7),
+        lambda keys, other: update("bad", other, 9, 0.5),
         "another public key",
     ),
     "ciphertext >= n^2": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, _swap_ciphertext_out_of_range(pub)),
+        lambda keys, other: update(
+            "bad", keys, 9, 0.5, transform=_ciphertext(lambda c: keys[0].nsquare + 3)
+        ),
         "out of range",
     ),
     "ciphertext not invertible": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, _not_invertible(pub)),
+        lambda keys, other: update("bad", keys, 9, 0.5, transform=_ciphertext(lambda c: keys[0].n)),
         "not invertible",
     ),
     "wrong ciphertext shape": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, lambda a: [a[0], a[1][:, :-1]]),
-        "must be uint8 of shape",
-    ),
-    "wrong ciphertext count": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, lambda a: [a[0], a[1][:-1]]),
-        "must be uint8 of shape",
-    ),
-    "wrong length (other model size)": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, _other_size_model(pub)),
-        "500 values, the model has 107",
-    ),
-    "header length field off by one": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, _drop_last_value),
-        "106 values, the model has 107",
+        lambda keys, other: update("bad", keys, 9, 0.5, transform=lambda a: [a[0], a[1][:, :-1]]),
+        "uint8",
     ),
     "wrong header dtype": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, lambda a: [a[0].astype(np.float64), a[1]]),
+        lambda keys, other: update(
+            "bad", keys, 9, 0.5, transform=lambda a: [a[0].astype(np.float64), a[1]]
+        ),
         "not a fedids Paillier payload",
     ),
     "plaintext update": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, lambda a: weights(9)),
+        lambda keys, other: update("bad", keys, 9, 0.5, transform=lambda a: weights(9)),
         "not a fedids Paillier payload",
     ),
     "fingerprint does not match key": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, fingerprint="ab" * 32),
+        lambda keys, other: update("bad", keys, 9, 0.5, fingerprint="ab" * 32),
         "does not match",
     ),
     "metrics without key": (
-        lambda pub, other: client("bad", pub, 9, 100, 7, pubkey_n=None),
+        lambda keys, other: update("bad", keys, 9, 0.5, pubkey_n=None),
         "lack 'pubkey_n'",
     ),
-    "zero examples": (
-        lambda pub, other: client("bad", pub, 9, 0, 7),
-        "num_examples=0",
-    ),
     "codec mismatch": (
-        lambda pub, other: (
+        lambda keys, other: (
             SimpleNamespace(cid="bad"),
             fit_res(
-                pub,
-                UpdateEncryptor(pub, CodecParams(key_bits=1024, value_bits=12), workers=1).encrypt(
-                    weights(9)
+                keys[0],
+                encryptor(keys, CodecParams(key_bits=1024, value_bits=12)).encrypt_model(
+                    weights(9), share=0.5, binding=model_binding()
                 ),
-                100,
-                7,
             ),
         ),
         "value_bits=12",
+    ),
+    "update for another run": (
+        lambda keys, other: update("bad", keys, 9, 0.5, binding=model_binding(run=RUN + 1)),
+        f"run_id={RUN + 1}",
+    ),
+    "update for another round": (
+        lambda keys, other: update("bad", keys, 9, 0.5, binding=model_binding(round_=2)),
+        "round=2",
+    ),
+    "statistics sent as a model": (
+        lambda keys, other: (
+            SimpleNamespace(cid="bad"),
+            fit_res(
+                keys[0],
+                encryptor(keys).encrypt_counts(
+                    np.arange(5), binding=Binding(RUN, 0, 0, Binding.STATS, 0)
+                ),
+            ),
+        ),
+        "kind",
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_CASES))
 def test_bad_update_is_rejected_and_round_completes(case, keys, other_keys, caplog):
-    pub, priv = keys
     make_bad, words = BAD_CASES[case]
-    good = [client("a", pub, 1, 100, 0), client("b", pub, 2, 300, 1)]
-    results = [good[0], make_bad(pub, other_keys[0]), good[1]]
-    s = strategy()
-    with caplog.at_level(logging.WARNING, logger="flwr"):
-        params, metrics = s.aggregate_fit(3, results, [])
-    assert metrics["paillier_accepted"] == 2 and metrics["paillier_rejected"] == 1
+    good = [update("a", keys, 1, 0.3), update("b", keys, 2, 0.3)]
+    s = strategy(expected_fingerprint=fingerprint(keys[0]))
+    with caplog.at_level(logging.WARNING):
+        params, metrics = s.aggregate_fit(1, [good[0], make_bad(keys, other_keys), good[1]], [])
+    assert metrics["fit_clients"] == 2 and metrics["rejected"] == 1
     [rejection] = s.last_rejections
-    assert rejection.cid == "bad" and words in rejection.reason
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("cid=bad" in m and "partition_id=7" in m and words in m for m in warnings), warnings
-    assert_average_of(decrypt(priv, params), [(1, 100), (2, 300)])
+    assert rejection.cid == "bad" and words in rejection.reason, rejection.reason
+    assert "device bad" in caplog.text
+    out, info = decrypt(keys, params)
+    assert info.contributors == 2
 
 
-def test_second_update_from_the_same_client_is_rejected(keys, caplog):
-    pub, priv = keys
-    results = [
-        client("a", pub, 1, 100, 0),
-        client("b", pub, 2, 300, 1),
-        client("a", pub, 5, 900, 0),
-    ]
+def test_replayed_update_is_rejected_under_another_id_and_in_another_round(keys):
+    a, b = update("a", keys, 1, 0.5), update("b", keys, 2, 0.5)
     s = strategy()
-    with caplog.at_level(logging.WARNING, logger="flwr"):
-        params, metrics = s.aggregate_fit(2, results, [])
-    assert metrics["paillier_rejected"] == 1
-    assert any(
-        "cid=a" in r.getMessage() and "second update" in r.getMessage() for r in caplog.records
+    s.aggregate_fit(1, [a, b], [])
+    c = update("c", keys, 3, 0.5)
+    replay = (SimpleNamespace(cid="mallory"), a[1])
+    with pytest.raises(AggregationError, match="device mallory: replay"):
+        s.aggregate_fit(1, [c, replay], [])
+    fresh = [update("a", keys, 4, 0.5, round_=2), update("b", keys, 5, 0.5, round_=2)]
+    _, metrics = s.aggregate_fit(2, [*fresh, (SimpleNamespace(cid="x"), a[1])], [])
+    assert metrics["fit_clients"] == 2
+    assert "round=1 (expected 2)" in s.last_rejections[0].reason or "replay" in (
+        s.last_rejections[0].reason
     )
-    assert_average_of(decrypt(priv, params), [(1, 100), (2, 300)])
 
 
-def test_too_few_valid_updates_raise_a_clear_error(keys, other_keys):
-    pub, _ = keys
-    results = [client("a", pub, 1, 100, 0), client("x", other_keys[0], 2, 300, 1)]
-    results.append(client("y", pub, 3, 10, 2, lambda a: [a[0], a[1][:1]]))
-    s = strategy(min_fit_clients=2, expected_fingerprint=fingerprint(pub))
-    with pytest.raises(InsufficientValidUpdatesError) as err:
-        s.aggregate_fit(4, results, [])
-    message = str(err.value)
-    assert "2 of 3 updates rejected" in message and "min_fit_clients=2" in message
-    assert "cid=x" in message and "another public key" in message
-    assert "cid=y" in message and "uint8 of shape" in message
+def test_second_update_from_the_same_device_is_rejected(keys):
+    s = strategy()
+    _, metrics = s.aggregate_fit(
+        1, [update("a", keys, 1, 0.4), update("a", keys, 2, 0.4), update("b", keys, 3, 0.2)], []
+    )
+    assert metrics["fit_clients"] == 2
+    assert "second payload" in s.last_rejections[0].reason
 
 
-def test_expected_fingerprint_beats_the_majority(keys, other_keys):
-    pub, _ = keys
-    other = other_keys[0]
-    results = [client("a", other, 1, 1, 0), client("b", other, 2, 1, 1), client("c", pub, 3, 1, 2)]
-    s = strategy(min_fit_clients=1, expected_fingerprint=fingerprint(pub).upper())
-    _, metrics = s.aggregate_fit(1, results, [])
-    assert metrics["paillier_accepted"] == 1 and metrics["paillier_rejected"] == 2
-    assert metrics["paillier_key_fingerprint"] == fingerprint(pub)
+def test_too_few_valid_updates_say_why(keys, other_keys):
+    s = strategy(expected_fingerprint=fingerprint(keys[0]))
+    with pytest.raises(AggregationError) as err:
+        s.aggregate_fit(
+            1,
+            [update("a", keys, 1, 0.5), update("b", other_keys, 2, 0.5)],
+            [RuntimeError("device lost")],
+        )
+    text = str(err.value)
+    assert "1 valid encrypted updates of 2 received, at least 2 needed" in text
+    assert "device b: encrypted under another public key" in text and "device lost" in text
 
 
-def test_without_expected_fingerprint_majority_wins_then_key_is_pinned(keys, other_keys):
-    pub, _ = keys
-    other = other_keys[0]
+def test_without_expected_fingerprint_the_first_key_is_the_runs_key(keys, other_keys):
     s = strategy(min_fit_clients=1)
-    results = [client("a", other, 1, 1, 0), client("b", pub, 2, 1, 1), client("c", pub, 3, 1, 2)]
+    s.aggregate_fit(1, [update("a", keys, 1, 0.5)], [])
+    _, metrics = s.aggregate_fit(
+        2, [update("b", other_keys, 2, 0.5, round_=2), update("a", keys, 3, 0.5, round_=2)], []
+    )
+    assert metrics["fit_clients"] == 1
+    assert "another public key" in s.last_rejections[0].reason
+
+
+def test_sampling_and_sums_are_capped_at_max_clients(keys):
+    small = CodecParams(key_bits=1024, max_clients=2).validate()
+    s = strategy(codec=small, min_fit_clients=1)
+    assert s.num_fit_clients(10) == (2, 2)
+    results = []
+    for cid, seed in (("a", 1), ("b", 2), ("c", 3)):
+        arrays = encryptor(keys, small).encrypt_model(
+            weights(seed), share=0.3, binding=model_binding()
+        )
+        results.append((SimpleNamespace(cid=cid), fit_res(keys[0], arrays)))
     _, metrics = s.aggregate_fit(1, results, [])
-    assert metrics["paillier_key_fingerprint"] == fingerprint(pub)
-    assert [r.cid for r in s.last_rejections] == ["a"]
-    # round 2: the other key is now the majority, but the key was pinned in round 1
-    results = [client("a", other, 1, 1, 0), client("b", other, 2, 1, 1), client("c", pub, 3, 1, 2)]
-    _, metrics = s.aggregate_fit(2, results, [])
-    assert metrics["paillier_key_fingerprint"] == fingerprint(pub)
-    assert {r.cid for r in s.last_rejections} == {"a", "b"}
-    assert "pinned" in s.last_rejections[0].reason
+    assert metrics["fit_clients"] == 2 and "max_clients" in s.last_rejections[0].reason
 
 
-def test_failures_are_not_aggregated_when_not_accepted(keys):
-    pub, _ = keys
-    s = strategy(accept_failures=False)
-    results = [client("a", pub, 1, 1, 0), client("b", pub, 2, 1, 1)]
-    assert s.aggregate_fit(1, results, [RuntimeError("x")]) == (None, {})
-    assert s.aggregate_fit(1, [], []) == (None, {})
-
-
-def test_more_valid_updates_than_max_clients_is_an_error(keys):
-    pub, _ = keys
-    s = strategy(min_fit_clients=1)
-    s.codec = CodecParams(key_bits=1024, max_clients=2).validate()
-    results = [client(c, pub, i, 1, i) for i, c in enumerate("abc")]
-    with pytest.raises(RuntimeError, match="max_clients=2"):
-        s.aggregate_fit(1, results, [])
+def test_count_vectors_are_summed_for_the_devices(keys):
+    s = strategy()
+    enc = encryptor(keys)
+    contributions = [
+        Contribution(
+            cid,
+            enc.encrypt_counts(np.array(v), binding=Binding(RUN, 0, 0, Binding.STATS, 1)),
+            {"pubkey_n": format(keys[0].n, "x"), "fingerprint": fingerprint(keys[0])},
+        )
+        for cid, v in (("a", [1, 2, 3]), ("b", [10, 0, 5]))
+    ]
+    payload = s.aggregate_counts(
+        contributions, kind=protocol.KIND_STATS, tag=1, server_round=0, min_needed=2
+    )
+    dec = AggregateDecryptor(keys[1], PARAMS, workers=1)
+    counts, info = dec.decrypt_counts(payload, 3, expect=Binding(RUN, 0, 0, Binding.STATS, 1))
+    assert counts.tolist() == [11, 2, 8] and info.contributors == 2
 
 
 def test_no_central_evaluation(keys):
-    s = strategy()
-    assert s.evaluate(1, Parameters(tensors=[], tensor_type="numpy.ndarray")) is None
+    assert strategy().evaluate(1, ndarrays_to_parameters([])) is None
     with pytest.raises(ValueError, match="cannot evaluate centrally"):
-        strategy(evaluate_fn=lambda *a: (0.0, {}))
+        strategy(evaluate_fn=lambda *a: None)
 
 
-def test_strategy_module_imports_no_torch():
+def test_strategy_modules_import_no_torch():
     import subprocess
-    import sys
 
     code = (
-        "import sys, strategies.paillier_fedavg, fedids.crypto.update, fedids.crypto.keys; "
+        "import sys, strategies.paillier_fedavg, strategies.plain_fedavg, fedids.server_app;"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
