@@ -45,19 +45,24 @@ class BufferedUpdate:
     upload_bytes: int
     metrics: dict[str, Any]
     payload: Any = field(repr=False, default=None)  # plain arrays / parsed Paillier update
+    rebound: bool = False  # Paillier: encrypted again for a later version than first sent for
 
 
 class BufferAggregator(Protocol):
     mode: str
+    #: updates are bound to the version they are encrypted for (a late one must be re-bound)
+    bound: bool
 
-    def check(self, cid: str, res: FitRes, base_version: int) -> BufferedUpdate: ...
+    def data_weight(self, res: FitRes) -> float: ...
+
+    def check(self, cid: str, res: FitRes, base_version: int, bound_to: int) -> BufferedUpdate: ...
 
     def aggregate(
         self, version: int, updates: Sequence[BufferedUpdate], multipliers: Sequence[int]
     ) -> Parameters: ...
 
 
-def _check_multipliers(updates: Sequence[Any], multipliers: Sequence[int], cap: int) -> None:
+def check_multipliers(updates: Sequence[Any], multipliers: Sequence[int], cap: int) -> None:
     if len(updates) != len(multipliers) or not updates:
         raise ValueError(f"{len(multipliers)} multipliers for {len(updates)} updates")
     if any(not 1 <= int(m) <= cap for m in multipliers):
@@ -68,12 +73,18 @@ class PlainBuffer:
     """Buffered FedAvg in the clear: weights ``n_k * m_k``."""
 
     mode = "plain"
+    bound = False
 
     def __init__(self, strategy: PlainFedAvg, max_multiplier: int) -> None:
         self.strategy = strategy
         self.max_multiplier = int(max_multiplier)
 
-    def check(self, cid: str, res: FitRes, base_version: int) -> BufferedUpdate:
+    def data_weight(self, res: FitRes) -> float:
+        """The device's record count (BFL weights response times by data size)."""
+        return float(min(max(int(res.num_examples), 1), self.strategy.max_num_examples))
+
+    def check(self, cid: str, res: FitRes, base_version: int, bound_to: int = 0) -> BufferedUpdate:
+        """``bound_to`` is unused: a plaintext update is not bound to a version."""
         arrays, reason = self.strategy.check_update(res)
         if reason is not None:
             raise UpdateRejected(reason)
@@ -89,7 +100,7 @@ class PlainBuffer:
     def aggregate(
         self, version: int, updates: Sequence[BufferedUpdate], multipliers: Sequence[int]
     ) -> Parameters:
-        _check_multipliers(updates, multipliers, self.max_multiplier)
+        check_multipliers(updates, multipliers, self.max_multiplier)
         weighted: list[tuple[list[np.ndarray], int]] = [
             (u.payload, u.num_examples * int(m)) for u, m in zip(updates, multipliers, strict=True)
         ]

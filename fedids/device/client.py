@@ -23,6 +23,7 @@ from fedids import protocol
 from fedids.device import data as device_data
 from fedids.device.channel import PaillierChannel, PlainChannel
 from fedids.device.policy import DevicePolicy, PolicyError
+from fedids.device.rebind import rebind_update, remember_update
 from fedids.device.slowdown import pause_for_slowdown
 from fedids.device.state import DeviceState, Setup
 from fedids.model import get_weights, set_weights
@@ -178,6 +179,8 @@ class FedIDSClient(NumPyClient):
         ins = protocol.read_config(config, protocol.PHASE_TRAIN)
         if ins.phase == protocol.PHASE_STATS:
             return self._stats(parameters, ins)
+        if ins.phase == protocol.PHASE_REBIND:
+            return rebind_update(self, ins)
         if ins.phase != protocol.PHASE_TRAIN or ins.round < 1:
             raise protocol.ProtocolError(f"fit with phase {ins.phase!r} round {ins.round}")
         t0 = time.perf_counter()
@@ -218,6 +221,8 @@ class FedIDSClient(NumPyClient):
             weights, share=share, round_=ins.round, base_version=ins.round - 1
         )
         metrics.update(channel.metrics())
+        if self.mode == "paillier":
+            remember_update(self, weights, round_=ins.round, base_version=ins.round - 1)
         metrics.update(
             {
                 "train_seconds": train_s,
@@ -225,9 +230,9 @@ class FedIDSClient(NumPyClient):
                 "decrypt_seconds": receive_s,
             }
         )
-        metrics["slowdown_seconds"] = pause_for_slowdown(
-            self.cfg, self.partition_id, time.perf_counter() - t0
-        )
+        slept = pause_for_slowdown(self.cfg, self.partition_id, time.perf_counter() - t0)
+        if slept:
+            metrics["slowdown_seconds"] = slept
         if self.mode == "plain":
             metrics["partition_id"] = self.partition_id
             return arrays, len(self.table.train), metrics

@@ -16,8 +16,10 @@ provided the buffer holds at least ``min_updates`` (``federation.min_fit_clients
 aggregating now strands nobody: a device still training on version ``b`` would land in a
 version made after this one, with staleness ``version + 1 - b``; if that exceeds
 ``max_staleness`` its work would be thrown away, so the server waits for it instead (until
-its call times out). That bound is also the fairness guarantee: a device is in at least one
-of every ``max_staleness + 1`` aggregations, however slow it is. The run's last version
+its call times out). The same holds for an update being re-bound to the next version
+(Paillier mode, :mod:`fedids.device.rebind`): it can join no other. That bound is also the
+fairness guarantee: a device is in at least one of every ``max_staleness + 1`` aggregations,
+however slow it is. The run's last version
 waits for every update still on its way (``final``), so no device's work is wasted.
 
 One device contributes at most one update per aggregation: a fast device that already has an
@@ -175,11 +177,12 @@ class BufferView:
     since_version: float  # seconds since the current version was made
     threshold: float | None  # time_factor x T_W, or None while nothing is known
     min_updates: int
+    pinned: int = 0  # updates on their way that can only join the next version (re-bound)
 
 
 def stranded(view: BufferView, settings: BufferSettings) -> bool:
-    """Would aggregating now make an update on its way too stale to use?"""
-    return any(
+    """Would aggregating now make an update on its way too stale (or unable) to be used?"""
+    return view.pinned > 0 or any(
         staleness_of(view.version + 2, b) > settings.max_staleness for b in view.in_flight_bases
     )
 
@@ -188,7 +191,7 @@ def decide(view: BufferView, settings: BufferSettings) -> str | None:
     """The trigger that fires now, or ``None`` (keep waiting)."""
     if view.buffered < max(1, view.min_updates) or stranded(view, settings):
         return None
-    if not view.in_flight_bases:
+    if not view.in_flight_bases:  # (nothing pinned either: stranded() said so)
         return TRIGGER_FINAL if view.final else TRIGGER_ALL_ARRIVED
     if view.final:
         return None

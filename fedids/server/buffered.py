@@ -72,6 +72,8 @@ class _Device:
     fit_sent: float | None = None  # a fit is on its way since (None: none)
     evaluated: int = 0  # every version up to this one is (being) evaluated
     reported: set[int] = field(default_factory=set)
+    rebind_base: int | None = None  # Paillier: its late update awaits a re-bind
+    rebind_sent: float | None = None  # a re-bound update is on its way since
 
     @property
     def cid(self) -> str:
@@ -90,10 +92,21 @@ class _Version:
 
 
 @dataclass(frozen=True)
+class _Call:
+    kind: str  # "fit" | "rebind" | "evaluate" | "report"
+    version: int  # fit/rebind: the base version; evaluate/report: the version
+    ins: Any
+    bound_to: int = 0  # fit/rebind: the version the update is encrypted for
+
+    @property
+    def method(self) -> str:
+        return "fit" if self.kind in ("fit", "rebind") else "evaluate"
+
+
+@dataclass(frozen=True)
 class _Event:
     device: _Device
-    kind: str  # "fit" | "evaluate" | "report" | "done"
-    version: int  # fit: base version; evaluate/report: the version
+    call: _Call | None  # None: the job is done
     result: Any = None
     failure: Any = None
     seconds: float = 0.0
@@ -180,15 +193,19 @@ class BufferedFedIDSServer(FedIDSServer):
         for dev in self.devices.values():
             if dev.busy:
                 continue
-            calls: list[tuple[str, int, Any]] = []
+            calls: list[_Call] = []
+            if dev.rebind_base is not None:
+                calls.append(self._rebind_call(dev))
             for u in range(dev.evaluated + 1, self.version + 1):
                 config = self._config(protocol.PHASE_EVALUATE, u, final=u == self.num_versions)
-                calls.append(("evaluate", u, EvaluateIns(self.versions[u].parameters, config)))
+                ins = EvaluateIns(self.versions[u].parameters, config)
+                calls.append(_Call("evaluate", u, ins))
             dev.evaluated = self.version
             if (
                 self.version < self.num_versions
                 and dev.base != self.version
                 and dev.cid not in self.buffer  # one update per device per aggregation
+                and dev.rebind_sent is None
             ):
                 config = self._config(
                     protocol.PHASE_TRAIN,
@@ -197,30 +214,40 @@ class BufferedFedIDSServer(FedIDSServer):
                     final=self.version + 1 == self.num_versions,
                     **self._report_request_for(dev),
                 )
-                calls.append(("fit", self.version, FitIns(self.parameters, config)))
+                ins = FitIns(self.parameters, config)
+                calls.append(_Call("fit", self.version, ins, bound_to=self.version + 1))
                 dev.base, dev.fit_sent = self.version, now
             if calls:
                 dev.busy = True
                 self.pool.submit(self._job, dev, calls)
 
-    def _job(self, dev: _Device, calls: list[tuple[str, int, Any]]) -> None:
+    def _rebind_call(self, dev: _Device) -> _Call:
+        """Paillier: encrypt the device's late update again, for the version now open."""
+        base, target = int(dev.rebind_base or 0), self.version + 1
+        config = self._config(protocol.PHASE_REBIND, target, base_version=base)
+        empty = Parameters(tensors=[], tensor_type="numpy.ndarray")
+        dev.rebind_base, dev.rebind_sent = None, time.perf_counter()
+        return _Call("rebind", base, FitIns(empty, config), bound_to=target)
+
+    def _job(self, dev: _Device, calls: list[_Call]) -> None:
         """Run one device's calls in order (a worker thread); every outcome becomes an event."""
         failed = False
-        for kind, version, ins in calls:
+        for call in calls:
             if failed:
                 skipped = RuntimeError("not asked: an earlier call to this device failed")
-                self.events.put(_Event(dev, kind, version, failure=(dev.proxy, skipped)))
+                self.events.put(_Event(dev, call, failure=(dev.proxy, skipped)))
                 continue
             t0 = time.perf_counter()
-            method = "fit" if kind == "fit" else "evaluate"
             try:
-                res = getattr(dev.proxy, method)(ins, timeout=self.call_timeout, group_id=version)
+                res = getattr(dev.proxy, call.method)(
+                    call.ins, timeout=self.call_timeout, group_id=call.version
+                )
                 failure = None if res.status.code == Code.OK else (dev.proxy, res)
             except Exception as exc:  # noqa: BLE001 - a device's failure, reported by the loop
                 res, failure = None, (dev.proxy, exc)
             failed = failure is not None
-            self.events.put(_Event(dev, kind, version, res, failure, time.perf_counter() - t0))
-        self.events.put(_Event(dev, "done", -1))
+            self.events.put(_Event(dev, call, res, failure, time.perf_counter() - t0))
+        self.events.put(_Event(dev, None))
 
     def _wait_and_handle(self) -> None:
         wait = self._seconds_to_wake()
@@ -237,43 +264,55 @@ class BufferedFedIDSServer(FedIDSServer):
             self._handle(event)
 
     def _handle(self, ev: _Event) -> None:
-        if ev.kind == "done":
+        if ev.call is None:
             ev.device.busy = False
-        elif ev.kind == "fit":
-            self._on_fit(ev)
-        elif ev.kind == "evaluate":
-            self._on_evaluate(ev)
-        elif ev.kind == "report":
-            if ev.failure is not None:
-                self._log_failures("report", ev.version, [ev.failure])
-            else:
-                self._on_report(ev.device, (ev.result.metrics or {}))
+        elif ev.call.kind in ("fit", "rebind"):
+            self._on_update(ev, ev.call)
+        elif ev.call.kind == "evaluate":
+            self._on_evaluate(ev, ev.call.version)
+        elif ev.failure is not None:
+            self._log_failures("report", ev.call.version, [ev.failure])
+        else:
+            self._on_report(ev.device, (ev.result.metrics or {}))
 
     # -- updates ---------------------------------------------------------------------------------
-    def _on_fit(self, ev: _Event) -> None:
-        dev, base = ev.device, ev.version
-        dev.fit_sent = None
+    def _on_update(self, ev: _Event, call: _Call) -> None:
+        """A trained (or re-bound) update arrived: buffer it, re-bind it, or reject it."""
+        dev, base, open_version = ev.device, call.version, self.version + 1
+        if call.kind == "fit":
+            dev.fit_sent = None
+        else:
+            dev.rebind_sent = None
         costs = self._pending_costs
         if ev.failure is not None:
-            self._log_failures("training", self.version + 1, [ev.failure], costs)
+            what = "training" if call.kind == "fit" else "re-binding"
+            self._log_failures(what, open_version, [ev.failure], costs)
             costs.fit_failures += 1
             return
         res = ev.result
         metrics = dict(res.metrics or {})
         self._on_report(dev, metrics)
+        if call.kind == "fit":
+            self.times.observe(dev.cid, ev.seconds, weight=self.aggregator.data_weight(res))
         try:
-            problem = rule.staleness_problem(self.version + 1, base, self.settings)
+            problem = rule.staleness_problem(open_version, base, self.settings)
+            if problem is None and call.bound_to != open_version and self.aggregator.bound:
+                if call.kind == "fit":
+                    # encrypted for a version made meanwhile: the device encrypts it again
+                    dev.rebind_base = base
+                    return
+                problem = f"re-bound for version {call.bound_to}, version {open_version} is open"
             if problem is not None:
                 raise UpdateRejected(problem)
-            update = self.aggregator.check(dev.cid, res, base)
+            update = self.aggregator.check(dev.cid, res, base, call.bound_to)
         except (UpdateRejected, ValueError) as exc:
             log.warning(
-                "version %d: rejected update from device %s: %s", self.version + 1, dev.cid, exc
+                "version %d: rejected update from device %s: %s", open_version, dev.cid, exc
             )
             costs.rejected += 1
             costs.device_errors.append(f"device {dev.cid}: rejected: {exc}")
             return
-        self.times.observe(dev.cid, ev.seconds, weight=float(update.num_examples))
+        update.rebound = call.kind == "rebind"
         update.upload_bytes = payload_bytes(res.parameters, res.metrics)
         if dev.cid in self.buffer:
             log.info("device %s: a newer update replaces its buffered one", dev.cid)
@@ -288,6 +327,12 @@ class BufferedFedIDSServer(FedIDSServer):
         }
         average = self.times.weighted_average(list(self.devices), in_flight)
         threshold = None if average is None else self.settings.time_factor * average
+        pinned = sum(
+            1
+            for d in self.devices.values()
+            if d.rebind_base is not None
+            or (d.rebind_sent is not None and (timeout is None or now - d.rebind_sent < timeout))
+        )
         return rule.BufferView(
             version=self.version,
             final=self.version + 1 == self.num_versions,
@@ -296,6 +341,7 @@ class BufferedFedIDSServer(FedIDSServer):
             since_version=now - self.version_made,
             threshold=threshold,
             min_updates=int(self.strategy.min_fit_clients),
+            pinned=pinned,
         )
 
     def _seconds_to_wake(self) -> float:
@@ -346,6 +392,8 @@ class BufferedFedIDSServer(FedIDSServer):
             }
             if "partition_id" in u.metrics:  # plain mode only: Paillier devices do not say
                 entry["partition_id"] = int(u.metrics["partition_id"])
+            if u.rebound:
+                entry["rebound"] = True
             contributors.append(entry)
         costs.extra.update(
             {
@@ -387,8 +435,8 @@ class BufferedFedIDSServer(FedIDSServer):
         )
 
     # -- evaluation and reports ----------------------------------------------------------------
-    def _on_evaluate(self, ev: _Event) -> None:
-        v = self.versions[ev.version]
+    def _on_evaluate(self, ev: _Event, version: int) -> None:
+        v = self.versions[version]
         if ev.failure is not None:
             v.eval_failures.append(ev.failure)
         else:
@@ -468,7 +516,7 @@ class BufferedFedIDSServer(FedIDSServer):
                     report_round=v.number,
                     report_payload=protocol.arrays_to_bytes(self.strategy.eval_sums[v.number]),
                 )
-                calls.append(("report", v.number, EvaluateIns(params, config)))
+                calls.append(_Call("report", v.number, EvaluateIns(params, config)))
             dev.busy = True
             self.pool.submit(self._job, dev, calls)
         while any(d.busy for d in self.devices.values()):

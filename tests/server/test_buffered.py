@@ -15,11 +15,20 @@ from fedids.server.buffered import BufferedFedIDSServer
 from fedids.server_app import make_server
 from tests.conftest import small_cfg
 
+SMALL_MODEL = "model.hidden=[16] encoding.bins=8 encoding.frequencies=2"
 
-def buffered_cfg(rounds, devices, **agg):
-    cfg = small_cfg(mode="plain", aggregation="buffered", **{"num-server-rounds": rounds})
+
+def buffered_cfg(rounds, devices, mode="plain", **agg):
+    cfg = small_cfg(
+        mode=mode,
+        aggregation="buffered",
+        classification="binary",
+        **{"num-server-rounds": rounds, "hydra-overrides": f"dataset.rows=6000 {SMALL_MODEL}"},
+    )
     cfg["federation"]["num_partitions"] = devices
     cfg["aggregation"].update(agg)
+    if mode == "paillier":
+        cfg["mode"]["max_multiplier"] = cfg["aggregation"]["max_multiplier"]
     return cfg
 
 
@@ -66,10 +75,12 @@ def _concurrent_run(cfg, run_path, devices, wrap):
     return json.loads((run_path / "metrics.json").read_text())
 
 
-def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path):
+@pytest.mark.parametrize("mode", ["plain", "paillier"])
+def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path, mode):
     """Device 1003 holds its first update until the three others have trained twice: the
     server makes version 1 from the three (K=3), then waits for 1003 rather than make
-    version 2 without it (it could only join version 3, two versions stale)."""
+    version 2 without it (it could only join version 3, two versions stale). In Paillier
+    mode its update, encrypted for version 1, is re-bound to version 2 by the device."""
     release = threading.Event()
     second_fits = []
     lock = threading.Lock()
@@ -87,7 +98,7 @@ def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path):
                     release.set()
         return out
 
-    cfg = buffered_cfg(3, 4, buffer_size=3, time_factor=1000.0)
+    cfg = buffered_cfg(3, 4, mode, buffer_size=3, time_factor=1000.0)
     doc = _concurrent_run(cfg, tmp_path / "run", 4, wrap)
     check_records(doc, 3, 4)
     v1, v2, v3 = doc["rounds"]
@@ -97,7 +108,11 @@ def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path):
     assert sorted(by_device) == ["1000", "1001", "1002", "1003"]
     assert (by_device["1003"]["staleness"], by_device["1003"]["multiplier"]) == (1, 3)
     assert all(by_device[d]["staleness"] == 0 for d in ("1000", "1001", "1002"))
+    assert by_device["1003"].get("rebound", False) == (mode == "paillier")
     assert v3["fit_clients"] == 4  # the last version waits for every update on its way
+    assert v3["macro_f1"] > v3["baseline_macro_f1"]
+    if mode == "paillier":  # no device tells the server its partition or record count
+        assert all("partition_id" not in c for r in doc["rounds"] for c in r["contributors"])
 
 
 def test_a_device_failing_every_fit_stops_the_run_with_one_line(tmp_path):
