@@ -86,6 +86,7 @@ class _Version:
     parameters: Parameters
     evals: list[tuple[ClientProxy, Any]] = field(default_factory=list)
     eval_failures: list[Any] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
     evaluated: bool = False  # every device answered (or failed)
     recorded: bool = False
     reports: dict[str, list[str]] = field(default_factory=dict)
@@ -441,6 +442,7 @@ class BufferedFedIDSServer(FedIDSServer):
             v.eval_failures.append(ev.failure)
         else:
             v.evals.append((ev.device.proxy, ev.result))
+            v.eval_seconds.append(ev.seconds)
         if len(v.evals) + len(v.eval_failures) < len(self.devices):
             return
         v.evals.sort(key=lambda item: str(item[0].cid))
@@ -448,6 +450,9 @@ class BufferedFedIDSServer(FedIDSServer):
         self._log_failures("evaluation", v.number, v.eval_failures, costs)
         costs.evaluate_clients = len(v.evals)
         costs.evaluate_failures = len(v.eval_failures)
+        costs.extra["evaluate_call_seconds"] = (
+            sum(v.eval_seconds) / len(v.eval_seconds) if v.eval_seconds else 0.0
+        )
         costs.evaluate_decrypt_seconds = [
             float(r.metrics.get("decrypt_seconds", 0.0)) for _, r in v.evals
         ]
