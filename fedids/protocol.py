@@ -81,6 +81,7 @@ class Instruction:
     report_round: int
     report_payload: bytes | None
     base_version: int  # rebind: the version the update was trained on
+    evaluate_base: bool  # buffered fit: also evaluate the version it trains on
 
 
 def _int(config: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -116,6 +117,7 @@ def read_config(config: Mapping[str, Any], default_phase: str) -> Instruction:
         report_round=_int(config, "report_round", 0, 0, MAX_ROUND),
         report_payload=payload if payload else None,
         base_version=_int(config, "base_version", 0, 0, MAX_ROUND),
+        evaluate_base=config.get("evaluate_base", False) is True,
     )
 
 

@@ -21,9 +21,9 @@ from flwr.client import NumPyClient
 
 from fedids import protocol
 from fedids.device import data as device_data
+from fedids.device.buffered import evaluate_base, rebind_update, remember_update
 from fedids.device.channel import PaillierChannel, PlainChannel
 from fedids.device.policy import DevicePolicy, PolicyError
-from fedids.device.rebind import rebind_update, remember_update
 from fedids.device.slowdown import pause_for_slowdown
 from fedids.device.state import DeviceState, Setup
 from fedids.model import get_weights, set_weights
@@ -187,6 +187,8 @@ class FedIDSClient(NumPyClient):
         metrics: dict[str, Any] = {}
         if ins.report_payload is not None:
             metrics.update(self._report(ins))
+        if ins.evaluate_base and ins.round > 1:
+            metrics.update(evaluate_base(self, parameters, config, ins.round))
         if ins.round == 1:
             setup, model = self._begin(parameters, ins)
         else:

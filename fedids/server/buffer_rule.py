@@ -17,7 +17,7 @@ aggregating now strands nobody: a device still training on version ``b`` would l
 version made after this one, with staleness ``version + 1 - b``; if that exceeds
 ``max_staleness`` its work would be thrown away, so the server waits for it instead (until
 its call times out). The same holds for an update being re-bound to the next version
-(Paillier mode, :mod:`fedids.device.rebind`): it can join no other. That bound is also the
+(Paillier mode, :mod:`fedids.device.buffered`): it can join no other. That bound is also the
 fairness guarantee: a device is in at least one of every ``max_staleness + 1`` aggregations,
 however slow it is. The run's last version
 waits for every update still on its way (``final``), so no device's work is wasted.

@@ -98,6 +98,7 @@ class _Call:
     version: int  # fit/rebind: the base version; evaluate/report: the version
     ins: Any
     bound_to: int = 0  # fit/rebind: the version the update is encrypted for
+    evaluates: bool = False  # fit: also evaluates its base version (in the same message)
 
     @property
     def method(self) -> str:
@@ -197,26 +198,32 @@ class BufferedFedIDSServer(FedIDSServer):
             calls: list[_Call] = []
             if dev.rebind_base is not None:
                 calls.append(self._rebind_call(dev))
-            for u in range(dev.evaluated + 1, self.version + 1):
-                config = self._config(protocol.PHASE_EVALUATE, u, final=u == self.num_versions)
-                ins = EvaluateIns(self.versions[u].parameters, config)
-                calls.append(_Call("evaluate", u, ins))
-            dev.evaluated = self.version
-            if (
+            fit = (
                 self.version < self.num_versions
                 and dev.base != self.version
                 and dev.cid not in self.buffer  # one update per device per aggregation
                 and dev.rebind_sent is None
-            ):
+            )
+            # the version it trains on is evaluated in the fit message itself
+            separately = self.version if not fit or self.version == 0 else self.version - 1
+            for u in range(dev.evaluated + 1, separately + 1):
+                config = self._config(protocol.PHASE_EVALUATE, u, final=u == self.num_versions)
+                ins = EvaluateIns(self.versions[u].parameters, config)
+                calls.append(_Call("evaluate", u, ins))
+            evaluates = fit and self.version > dev.evaluated
+            dev.evaluated = self.version
+            if fit:
                 config = self._config(
                     protocol.PHASE_TRAIN,
                     self.version + 1,
                     local_epochs=self.plan.local_epochs,
                     final=self.version + 1 == self.num_versions,
+                    evaluate_base=evaluates,
                     **self._report_request_for(dev),
                 )
                 ins = FitIns(self.parameters, config)
-                calls.append(_Call("fit", self.version, ins, bound_to=self.version + 1))
+                call = _Call("fit", self.version, ins, self.version + 1, evaluates=evaluates)
+                calls.append(call)
                 dev.base, dev.fit_sent = self.version, now
             if calls:
                 dev.busy = True
@@ -268,6 +275,11 @@ class BufferedFedIDSServer(FedIDSServer):
         if ev.call is None:
             ev.device.busy = False
         elif ev.call.kind in ("fit", "rebind"):
+            if ev.call.evaluates and ev.failure is not None:
+                # ask for that evaluation again on its own (a failed fit says nothing about it)
+                ev.device.evaluated = min(ev.device.evaluated, ev.call.version - 1)
+            elif ev.call.evaluates:
+                self._on_evaluate(self._evaluation_in(ev), ev.call.version)
             self._on_update(ev, ev.call)
         elif ev.call.kind == "evaluate":
             self._on_evaluate(ev, ev.call.version)
@@ -275,6 +287,15 @@ class BufferedFedIDSServer(FedIDSServer):
             self._log_failures("report", ev.call.version, [ev.failure])
         else:
             self._on_report(ev.device, (ev.result.metrics or {}))
+
+    @staticmethod
+    def _evaluation_in(ev: _Event) -> _Event:
+        """The evaluation a fit carried (of the version it trained on), as its own event."""
+        metrics = ev.result.metrics or {}
+        if metrics.get("eval_round") != ev.call.version or "eval" not in metrics:
+            missing = RuntimeError("its fit carried no evaluation of the version it trained on")
+            return _Event(ev.device, ev.call, failure=(ev.device.proxy, missing))
+        return _Event(ev.device, ev.call, ev.result, seconds=-1.0)  # no call of its own
 
     # -- updates ---------------------------------------------------------------------------------
     def _on_update(self, ev: _Event, call: _Call) -> None:
@@ -442,7 +463,8 @@ class BufferedFedIDSServer(FedIDSServer):
             v.eval_failures.append(ev.failure)
         else:
             v.evals.append((ev.device.proxy, ev.result))
-            v.eval_seconds.append(ev.seconds)
+            if ev.seconds >= 0:
+                v.eval_seconds.append(ev.seconds)
         if len(v.evals) + len(v.eval_failures) < len(self.devices):
             return
         v.evals.sort(key=lambda item: str(item[0].cid))

@@ -1,4 +1,11 @@
-"""Re-binding an encrypted update to a later global version (buffered Paillier runs).
+"""What a device does differently in a buffered run: evaluate with the fit, re-bind late updates.
+
+**Evaluation with the fit.** Every device evaluates every global version (so each version's
+figures cover the same validation records as a synchronous round). When the server sends a
+device the version to train on, it asks for that version's evaluation in the same message
+(``evaluate_base``): one message instead of two, and no second decryption.
+
+**Re-binding** an encrypted update to a later global version (buffered Paillier runs).
 
 Every encrypted update carries, inside its plaintexts, a keyed tag of the version it is for
 (:mod:`fedids.crypto.binding`), and an aggregate only decodes if every update in it was made
@@ -29,6 +36,21 @@ if TYPE_CHECKING:
 #: the oldest base version (counted back from the version it joins) a device re-binds for
 MAX_REBIND_STALENESS = 16
 _NAME = "trained-update"
+
+
+def evaluate_base(
+    client: FedIDSClient, parameters: list[np.ndarray], config: dict[str, Any], round_: int
+) -> dict[str, Any]:
+    """Evaluate the global version a fit for ``round_`` trains on (version ``round_ - 1``)."""
+    keep = ("run_path",)
+    eval_config = {k: config[k] for k in keep if k in config}
+    eval_config.update(phase=protocol.PHASE_EVALUATE, server_round=round_ - 1, final=False)
+    _, _, metrics = client.evaluate(parameters, eval_config)
+    return {
+        "eval": metrics["eval"],
+        "eval_round": round_ - 1,
+        "class_names": metrics["class_names"],
+    }
 
 
 def remember_update(
