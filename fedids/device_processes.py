@@ -19,23 +19,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from flwr.common import (
-    Context,
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    RecordDict,
-)
+from flwr.common import Context, RecordDict
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 
-from fedids.inprocess import INPROCESS_RUN_ID
+from fedids.inprocess import INPROCESS_RUN_ID, LocalClientProxy
 
 #: seconds a device process gets to exit after being asked to, before it is terminated
 STOP_SECONDS = 10.0
@@ -43,8 +31,6 @@ STOP_SECONDS = 10.0
 
 def _serve(conn: Connection, cfg: dict[str, Any], cid: str, node: dict[str, Any], run_id: int):
     """A device process: answer calls until told to stop (``None``)."""
-    from fedids.inprocess import LocalClientProxy
-
     _warm_up_torch()
     context = Context(
         run_id=run_id, node_id=int(cid), node_config=node, state=RecordDict(), run_config={}
@@ -94,11 +80,12 @@ class DeviceProcessError(RuntimeError):
     """A device process raised (its one-line message) or died."""
 
 
-class ProcessClientProxy(ClientProxy):
-    """A device in another process, reached through a pipe."""
+class ProcessClientProxy(LocalClientProxy):
+    """A device in another process, reached through a pipe (the calls are LocalClientProxy's:
+    fit, evaluate, ... all go through :meth:`_call`)."""
 
     def __init__(self, cid: str, conn: Connection, process: mp.process.BaseProcess) -> None:
-        super().__init__(cid)
+        ClientProxy.__init__(self, cid)
         self.conn = conn
         self.process = process
         self._lock = threading.Lock()
@@ -115,27 +102,6 @@ class ProcessClientProxy(ClientProxy):
         if status == "error":
             raise DeviceProcessError(payload)
         return payload
-
-    def get_properties(
-        self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None
-    ) -> GetPropertiesRes:
-        return self._call("get_properties", ins)
-
-    def get_parameters(
-        self, ins: GetParametersIns, timeout: float | None, group_id: int | None
-    ) -> GetParametersRes:
-        return self._call("get_parameters", ins)
-
-    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
-        return self._call("fit", ins)
-
-    def evaluate(
-        self, ins: EvaluateIns, timeout: float | None, group_id: int | None
-    ) -> EvaluateRes:
-        return self._call("evaluate", ins)
-
-    def reconnect(self, ins: Any, timeout: float | None, group_id: int | None) -> DisconnectRes:
-        return DisconnectRes(reason="")
 
 
 class ProcessFederation:

@@ -50,8 +50,6 @@ class BufferedUpdate:
 
 class BufferAggregator(Protocol):
     mode: str
-    #: updates are bound to the version they are encrypted for (a late one must be re-bound)
-    bound: bool
 
     def data_weight(self, res: FitRes) -> float: ...
 
@@ -73,7 +71,6 @@ class PlainBuffer:
     """Buffered FedAvg in the clear: weights ``n_k * m_k``."""
 
     mode = "plain"
-    bound = False
 
     def __init__(self, strategy: PlainFedAvg, max_multiplier: int) -> None:
         self.strategy = strategy

@@ -29,7 +29,6 @@ class PaillierBuffer:
     """Buffered aggregation for :class:`~strategies.paillier_fedavg.PaillierFedAvg`."""
 
     mode = "paillier"
-    bound = True
 
     def __init__(self, strategy: PaillierFedAvg, max_multiplier: int) -> None:
         codec_max = int(strategy.codec.max_multiplier)

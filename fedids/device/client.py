@@ -180,7 +180,7 @@ class FedIDSClient(NumPyClient):
         if ins.phase == protocol.PHASE_STATS:
             return self._stats(parameters, ins)
         if ins.phase == protocol.PHASE_REBIND:
-            return rebind_update(self, ins)
+            return rebind_update(self, parameters, config, ins)
         if ins.phase != protocol.PHASE_TRAIN or ins.round < 1:
             raise protocol.ProtocolError(f"fit with phase {ins.phase!r} round {ins.round}")
         t0 = time.perf_counter()
@@ -223,8 +223,7 @@ class FedIDSClient(NumPyClient):
             weights, share=share, round_=ins.round, base_version=ins.round - 1
         )
         metrics.update(channel.metrics())
-        if self.mode == "paillier":
-            remember_update(self, weights, round_=ins.round, base_version=ins.round - 1)
+        remember_update(self, weights, round_=ins.round, base_version=ins.round - 1)
         metrics.update(
             {
                 "train_seconds": train_s,
@@ -232,7 +231,7 @@ class FedIDSClient(NumPyClient):
                 "decrypt_seconds": receive_s,
             }
         )
-        slept = pause_for_slowdown(self.cfg, self.partition_id, time.perf_counter() - t0)
+        slept = pause_for_slowdown(self.cfg, self.partition_id, train_s)
         if slept:
             metrics["slowdown_seconds"] = slept
         if self.mode == "plain":

@@ -5,8 +5,8 @@ seen by the server exactly as a slow PLC gateway would be. The factor comes from
 run-config (``aggregation.slowdown``: ``{partition id: factor}`` or a list of factors by
 partition id): it is an experiment knob, not a privacy setting, and the most it can do to
 a device is make it sleep, so it is bounded (``MAX_FACTOR``). After a fit, the device
-sleeps ``(f - 1)`` times what the fit took so far (receiving, training, encrypting), so the
-whole fit takes about ``f`` times as long as it would have.
+sleeps ``(f - 1)`` times its measured training time, so its training takes ``f`` times as
+long as it would have (decryption, encryption and evaluation are not slowed).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def slowdown_factor(spec: Any, partition_id: int) -> float:
 
 
 def pause_for_slowdown(cfg: Mapping[str, Any], partition_id: int, worked_seconds: float) -> float:
-    """Sleep ``(factor - 1) x worked_seconds``; returns the seconds slept."""
+    """Sleep ``(factor - 1) x worked_seconds`` (the training time); returns the seconds slept."""
     spec = (cfg.get("aggregation") or {}).get("slowdown")
     factor = slowdown_factor(spec, partition_id)
     pause = (factor - 1.0) * max(0.0, float(worked_seconds))

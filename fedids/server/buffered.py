@@ -98,7 +98,7 @@ class _Call:
     version: int  # fit/rebind: the base version; evaluate/report: the version
     ins: Any
     bound_to: int = 0  # fit/rebind: the version the update is encrypted for
-    evaluates: bool = False  # fit: also evaluates its base version (in the same message)
+    evaluates: int = 0  # fit/rebind: the version it also evaluates in the same message (0: none)
 
     @property
     def method(self) -> str:
@@ -196,29 +196,31 @@ class BufferedFedIDSServer(FedIDSServer):
             if dev.busy:
                 continue
             calls: list[_Call] = []
-            if dev.rebind_base is not None:
-                calls.append(self._rebind_call(dev))
-            fit = (
+            rebind = dev.rebind_base is not None
+            fit = not rebind and (
                 self.version < self.num_versions
                 and dev.base != self.version
                 and dev.cid not in self.buffer  # one update per device per aggregation
                 and dev.rebind_sent is None
             )
-            # the version it trains on is evaluated in the fit message itself
-            separately = self.version if not fit or self.version == 0 else self.version - 1
+            # the version it trains on (or re-bases on) is evaluated in that message itself
+            carried = (fit or rebind) and self.version > 0
+            separately = self.version - 1 if carried else self.version
             for u in range(dev.evaluated + 1, separately + 1):
                 config = self._config(protocol.PHASE_EVALUATE, u, final=u == self.num_versions)
                 ins = EvaluateIns(self.versions[u].parameters, config)
                 calls.append(_Call("evaluate", u, ins))
-            evaluates = fit and self.version > dev.evaluated
+            evaluates = self.version if carried and self.version > dev.evaluated else 0
             dev.evaluated = self.version
+            if rebind:
+                calls.append(self._rebind_call(dev, evaluates))
             if fit:
                 config = self._config(
                     protocol.PHASE_TRAIN,
                     self.version + 1,
                     local_epochs=self.plan.local_epochs,
                     final=self.version + 1 == self.num_versions,
-                    evaluate_base=evaluates,
+                    evaluate_base=bool(evaluates),
                     **self._report_request_for(dev),
                 )
                 ins = FitIns(self.parameters, config)
@@ -229,13 +231,20 @@ class BufferedFedIDSServer(FedIDSServer):
                 dev.busy = True
                 self.pool.submit(self._job, dev, calls)
 
-    def _rebind_call(self, dev: _Device) -> _Call:
-        """Paillier: encrypt the device's late update again, for the version now open."""
+    def _rebind_call(self, dev: _Device, evaluates: int) -> _Call:
+        """A late update: the device re-bases it on the current version (sent along, and
+        evaluated in the same message) and sends it for the version now open."""
         base, target = int(dev.rebind_base or 0), self.version + 1
-        config = self._config(protocol.PHASE_REBIND, target, base_version=base)
-        empty = Parameters(tensors=[], tensor_type="numpy.ndarray")
+        config = self._config(
+            protocol.PHASE_REBIND,
+            target,
+            base_version=base,
+            evaluate_base=bool(evaluates),
+            **self._report_request_for(dev),
+        )
         dev.rebind_base, dev.rebind_sent = None, time.perf_counter()
-        return _Call("rebind", base, FitIns(empty, config), bound_to=target)
+        ins = FitIns(self.parameters, config)
+        return _Call("rebind", base, ins, bound_to=target, evaluates=evaluates)
 
     def _job(self, dev: _Device, calls: list[_Call]) -> None:
         """Run one device's calls in order (a worker thread); every outcome becomes an event."""
@@ -277,9 +286,9 @@ class BufferedFedIDSServer(FedIDSServer):
         elif ev.call.kind in ("fit", "rebind"):
             if ev.call.evaluates and ev.failure is not None:
                 # ask for that evaluation again on its own (a failed fit says nothing about it)
-                ev.device.evaluated = min(ev.device.evaluated, ev.call.version - 1)
+                ev.device.evaluated = min(ev.device.evaluated, ev.call.evaluates - 1)
             elif ev.call.evaluates:
-                self._on_evaluate(self._evaluation_in(ev), ev.call.version)
+                self._on_evaluate(self._evaluation_in(ev), ev.call.evaluates)
             self._on_update(ev, ev.call)
         elif ev.call.kind == "evaluate":
             self._on_evaluate(ev, ev.call.version)
@@ -292,7 +301,7 @@ class BufferedFedIDSServer(FedIDSServer):
     def _evaluation_in(ev: _Event) -> _Event:
         """The evaluation a fit carried (of the version it trained on), as its own event."""
         metrics = ev.result.metrics or {}
-        if metrics.get("eval_round") != ev.call.version or "eval" not in metrics:
+        if metrics.get("eval_round") != ev.call.evaluates or "eval" not in metrics:
             missing = RuntimeError("its fit carried no evaluation of the version it trained on")
             return _Event(ev.device, ev.call, failure=(ev.device.proxy, missing))
         return _Event(ev.device, ev.call, ev.result, seconds=-1.0)  # no call of its own
@@ -318,9 +327,9 @@ class BufferedFedIDSServer(FedIDSServer):
             self.times.observe(dev.cid, ev.seconds, weight=self.aggregator.data_weight(res))
         try:
             problem = rule.staleness_problem(open_version, base, self.settings)
-            if problem is None and call.bound_to != open_version and self.aggregator.bound:
+            if problem is None and call.bound_to != open_version:
                 if call.kind == "fit":
-                    # encrypted for a version made meanwhile: the device encrypts it again
+                    # made for a version that exists meanwhile: the device re-bases it
                     dev.rebind_base = base
                     return
                 problem = f"re-bound for version {call.bound_to}, version {open_version} is open"
