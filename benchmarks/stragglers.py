@@ -7,6 +7,10 @@ slowed on the device side (``aggregation.slowdown``: after each fit it sleeps
 ``(factor - 1)`` x what the fit took), so its slowness is wall-clock time the server sees,
 and mostly sleep: on a shared machine the slowdown dominates the compute noise.
 
+Both runs make the same number of aggregations (``--rounds``; sync rounds, buffered
+versions) unless ``--buffered-rounds`` says otherwise. Training is set to converge within the
+run (``local_epochs=2 train.lr=0.01``: ``TRAINING``), so that final figures are comparable.
+
 Reported per run: the curve ``[[seconds, macro_f1], ...]`` (seconds from the end of the
 statistics phase, which is the same protocol in both modes; ``setup_seconds`` says how long
 it took), the final macro-F1, the time to reach the target (the sync run's final macro-F1
@@ -28,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA = Path("/work/shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv")
+#: enough local work per fit that the slowdown (a multiple of training time) dominates the
+#: per-message costs, and a learning rate at which the model converges within the run
+TRAINING = "local_epochs=2 train.lr=0.01"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,9 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=4)
     p.add_argument("--slow-partition", type=int, default=1)
     p.add_argument("--slow-factor", type=float, default=4.0)
-    p.add_argument("--rounds", type=int, default=8, help="synchronous rounds")
+    p.add_argument("--rounds", type=int, default=16, help="aggregations of each run")
     p.add_argument(
-        "--buffered-rounds", type=int, default=None, help="buffered versions (default 2x rounds)"
+        "--buffered-rounds", type=int, default=None, help="buffered versions (default: --rounds)"
     )
     p.add_argument("--data", type=Path, default=None, help="a TON_IoT telemetry CSV")
     p.add_argument("--classification", choices=("multi", "binary"), default="multi")
@@ -67,6 +74,7 @@ def make_cfg(args: argparse.Namespace, aggregation: str, rounds: int, data: str)
             f"federation.num_partitions={args.devices}",
             f"aggregation.slowdown={{{args.slow_partition}:{args.slow_factor}}}",
             "mode.workers=1" if args.mode == "paillier" else "",
+            TRAINING,
             args.overrides,
         ]
     )
@@ -151,7 +159,7 @@ def run_one(args, aggregation: str, rounds: int, data: str, workdir: Path, tag: 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data, data_label = data_overrides(args)
-    buffered_rounds = args.buffered_rounds or 2 * args.rounds
+    buffered_rounds = args.buffered_rounds or args.rounds
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fedids-stragglers-"))
     pairs = []
     for i in range(args.repeats):
@@ -214,6 +222,7 @@ def report(args, pairs: list[dict], data_label: str, buffered_rounds: int) -> di
         "slow_factor": args.slow_factor,
         "sync_rounds": args.rounds,
         "buffered_versions": buffered_rounds,
+        "training": f"{TRAINING} {args.overrides}".strip(),
         "data": data_label,
         "classification": args.classification,
         "repeats": args.repeats,

@@ -45,7 +45,7 @@ class BufferedUpdate:
     upload_bytes: int
     metrics: dict[str, Any]
     payload: Any = field(repr=False, default=None)  # plain arrays / parsed Paillier update
-    rebound: bool = False  # Paillier: encrypted again for a later version than first sent for
+    rebound: bool = False  # re-based by its device for a later version than first made for
 
 
 class BufferAggregator(Protocol):

@@ -16,10 +16,10 @@ provided the buffer holds at least ``min_updates`` (``federation.min_fit_clients
 aggregating now strands nobody: a device still training on version ``b`` would land in a
 version made after this one, with staleness ``version + 1 - b``; if that exceeds
 ``max_staleness`` its work would be thrown away, so the server waits for it instead (until
-its call times out). The same holds for an update being re-bound to the next version
-(Paillier mode, :mod:`fedids.device.buffered`): it can join no other. That bound is also the
-fairness guarantee: a device is in at least one of every ``max_staleness + 1`` aggregations,
-however slow it is. The run's last version
+its call times out). The same holds for an update being re-based on the current version
+(:mod:`fedids.device.buffered`): it is made for the next version and can join no other.
+That bound is also the fairness guarantee: a device is in at least one of every
+``max_staleness + 1`` aggregations, however slow it is. The run's last version
 waits for every update still on its way (``final``), so no device's work is wasted.
 
 One device contributes at most one update per aggregation: a fast device that already has an
@@ -177,7 +177,7 @@ class BufferView:
     since_version: float  # seconds since the current version was made
     threshold: float | None  # time_factor x T_W, or None while nothing is known
     min_updates: int
-    pinned: int = 0  # updates on their way that can only join the next version (re-bound)
+    pinned: int = 0  # updates on their way that can only join the next version (re-based)
 
 
 def stranded(view: BufferView, settings: BufferSettings) -> bool:

@@ -15,12 +15,15 @@ its own (Flower's legacy ``ClientProxy`` calls, so results are handled as they a
 1. evaluate every global version it has not evaluated yet, oldest first (a device accepts
    global models only in increasing order, and a version's figures need every device's
    validation split: the same records as a synchronous run, so time-to-target comparisons
-   hold); the evaluation of the newest version costs no extra decryption, the fit that
-   follows reuses it;
+   hold); the newest one is evaluated inside the next message (fit or rebind), at no extra
+   decryption;
 2. train on the current version, unless its update for this version is already in the
    buffer (one update per device per aggregation: a fast device gets the next version when
    it exists rather than stuffing the buffer), with the oldest unreported evaluation sum
-   attached for it to decrypt (Paillier mode).
+   attached for it to decrypt (Paillier mode);
+3. if its update arrives after the version it was made for exists, re-base it on the
+   current version (:mod:`fedids.device.buffered`: ``w + (global_v - global_b)``, encrypted
+   again for the open version) instead of training again.
 
 Each version is a "round" record in ``metrics.json`` with the usual fields plus which
 devices contributed, their base versions, staleness and multipliers, and what triggered it.
@@ -72,8 +75,8 @@ class _Device:
     fit_sent: float | None = None  # a fit is on its way since (None: none)
     evaluated: int = 0  # every version up to this one is (being) evaluated
     reported: set[int] = field(default_factory=set)
-    rebind_base: int | None = None  # Paillier: its late update awaits a re-bind
-    rebind_sent: float | None = None  # a re-bound update is on its way since
+    rebind_base: int | None = None  # its late update awaits re-basing (trained on this base)
+    rebind_sent: float | None = None  # a re-based update is on its way since
 
     @property
     def cid(self) -> str:
@@ -308,7 +311,7 @@ class BufferedFedIDSServer(FedIDSServer):
 
     # -- updates ---------------------------------------------------------------------------------
     def _on_update(self, ev: _Event, call: _Call) -> None:
-        """A trained (or re-bound) update arrived: buffer it, re-bind it, or reject it."""
+        """A trained (or re-based) update arrived: buffer it, have it re-based, or reject it."""
         dev, base, open_version = ev.device, call.version, self.version + 1
         if call.kind == "fit":
             dev.fit_sent = None
@@ -316,7 +319,7 @@ class BufferedFedIDSServer(FedIDSServer):
             dev.rebind_sent = None
         costs = self._pending_costs
         if ev.failure is not None:
-            what = "training" if call.kind == "fit" else "re-binding"
+            what = "training" if call.kind == "fit" else "re-basing"
             self._log_failures(what, open_version, [ev.failure], costs)
             costs.fit_failures += 1
             return
@@ -332,7 +335,7 @@ class BufferedFedIDSServer(FedIDSServer):
                     # made for a version that exists meanwhile: the device re-bases it
                     dev.rebind_base = base
                     return
-                problem = f"re-bound for version {call.bound_to}, version {open_version} is open"
+                problem = f"re-based for version {call.bound_to}, version {open_version} is open"
             if problem is not None:
                 raise UpdateRejected(problem)
             update = self.aggregator.check(dev.cid, res, base, call.bound_to)
