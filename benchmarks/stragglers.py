@@ -11,10 +11,16 @@ Both runs make the same number of aggregations (``--rounds``; sync rounds, buffe
 versions) unless ``--buffered-rounds`` says otherwise. Training is set to converge within the
 run (``local_epochs=2 train.lr=0.01``: ``TRAINING``), so that final figures are comparable.
 
-Reported per run: the curve ``[[seconds, macro_f1], ...]`` (seconds from the end of the
-statistics phase, which is the same protocol in both modes; ``setup_seconds`` says how long
-it took), the final macro-F1, the time to reach the target (the sync run's final macro-F1
-minus 0.01), how many aggregations there were and how many included the slow device.
+Simulated speeds: every device's training is padded by sleep to ``--base-seconds`` (3 s;
+the slow device: ``factor x`` that), or ``factor x`` its real training time if longer, so the
+devices' speeds do not follow the load of a shared machine
+(``aggregation.slowdown_base_seconds``).
+
+Reported per run: the curve ``[[seconds, macro_f1, slow device contributed], ...]``
+(seconds from the end of the statistics phase, which is the same protocol in both modes;
+``setup_seconds`` says how long it took), the final macro-F1, the time to reach the target
+(the sync run's final macro-F1 minus 0.01), how many aggregations there were and how many
+included the slow device.
 Macro-F1 is over the union of the devices' validation splits in both modes.
 
     python benchmarks/stragglers.py --json /tmp/stragglers.json [--mode plain] [--repeats 2]
@@ -44,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=4)
     p.add_argument("--slow-partition", type=int, default=1)
     p.add_argument("--slow-factor", type=float, default=4.0)
+    p.add_argument(
+        "--base-seconds",
+        type=float,
+        default=3.0,
+        help="simulated training time of a fast device per fit (slowdown_base_seconds; 0: off)",
+    )
     p.add_argument("--rounds", type=int, default=16, help="aggregations of each run")
     p.add_argument(
         "--buffered-rounds", type=int, default=None, help="buffered versions (default: --rounds)"
@@ -73,6 +85,7 @@ def make_cfg(args: argparse.Namespace, aggregation: str, rounds: int, data: str)
             data,
             f"federation.num_partitions={args.devices}",
             f"aggregation.slowdown={{{args.slow_partition}:{args.slow_factor}}}",
+            f"aggregation.slowdown_base_seconds={args.base_seconds}",
             "mode.workers=1" if args.mode == "paillier" else "",
             TRAINING,
             args.overrides,
@@ -103,13 +116,16 @@ def summarize(doc: dict[str, Any], slow: str, devices: int, wall: float) -> dict
     """Figures of one run from its metrics.json."""
     setup = float(doc.get("setup_seconds", 0.0))
     rounds = doc["rounds"]
-    curve = [[round(float(r["elapsed_seconds"]) - setup, 3), float(r["macro_f1"])] for r in rounds]
     with_slow = []
     for r in rounds:
         if "contributors" in r:
             with_slow.append(any(c["device"] == slow for c in r["contributors"]))
         else:  # a synchronous round includes every device that did not fail
             with_slow.append(int(r["fit_clients"]) == devices and not r["device_errors"])
+    curve = [
+        [round(float(r["elapsed_seconds"]) - setup, 3), float(r["macro_f1"]), s]
+        for r, s in zip(rounds, with_slow, strict=True)
+    ]
     first = with_slow.index(True) if True in with_slow else None
     after = with_slow[first + 1 :] if first is not None else []
     stale = [c["staleness"] for r in rounds for c in r.get("contributors", [])]
@@ -132,8 +148,8 @@ def summarize(doc: dict[str, Any], slow: str, devices: int, wall: float) -> dict
     }
 
 
-def time_to(curve: list[list[float]], target: float) -> float | None:
-    for t, f1 in curve:
+def time_to(curve: list[list[Any]], target: float) -> float | None:
+    for t, f1, *_ in curve:
         if f1 >= target:
             return t
     return None
@@ -220,6 +236,10 @@ def report(args, pairs: list[dict], data_label: str, buffered_rounds: int) -> di
         "devices": args.devices,
         "slow_partition": args.slow_partition,
         "slow_factor": args.slow_factor,
+        "simulated_training_seconds": {
+            "fast": args.base_seconds,
+            "slow": args.base_seconds * args.slow_factor,
+        },
         "sync_rounds": args.rounds,
         "buffered_versions": buffered_rounds,
         "training": f"{TRAINING} {args.overrides}".strip(),

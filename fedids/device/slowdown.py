@@ -7,6 +7,12 @@ partition id): it is an experiment knob, not a privacy setting, and the most it 
 a device is make it sleep, so it is bounded (``MAX_FACTOR``). After a fit, the device
 sleeps ``(f - 1)`` times its measured training time, so its training takes ``f`` times as
 long as it would have (decryption, encryption and evaluation are not slowed).
+
+On a machine shared with other work, measured training times follow the machine's load, and
+so would a slowdown proportional to them. ``aggregation.slowdown_base_seconds`` (``b``,
+default 0: off) pins the simulated speeds instead: every device's training then takes at
+least ``f x b`` seconds (it sleeps the difference), ``f = 1`` for devices not listed, or
+``f`` times its real training time if that is longer.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from fedids.protocol import ProtocolError
 
 #: the largest slowdown a run-config may ask of a device
 MAX_FACTOR = 50.0
+#: the longest simulated training time per fit (seconds)
+MAX_BASE_SECONDS = 600.0
 
 
 def slowdown_factor(spec: Any, partition_id: int) -> float:
@@ -53,11 +61,27 @@ def slowdown_factor(spec: Any, partition_id: int) -> float:
     return float(value)
 
 
-def pause_for_slowdown(cfg: Mapping[str, Any], partition_id: int, worked_seconds: float) -> float:
-    """Sleep ``(factor - 1) x worked_seconds`` (the training time); returns the seconds slept."""
-    spec = (cfg.get("aggregation") or {}).get("slowdown")
-    factor = slowdown_factor(spec, partition_id)
-    pause = (factor - 1.0) * max(0.0, float(worked_seconds))
+def base_seconds(value: Any) -> float:
+    """``aggregation.slowdown_base_seconds``, checked (0 when unset)."""
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"aggregation.slowdown_base_seconds {value!r} is not a number")
+    if not 0.0 <= float(value) <= MAX_BASE_SECONDS:
+        raise ProtocolError(
+            f"aggregation.slowdown_base_seconds={value} is outside [0, {MAX_BASE_SECONDS:g}]"
+        )
+    return float(value)
+
+
+def pause_for_slowdown(cfg: Mapping[str, Any], partition_id: int, train_seconds: float) -> float:
+    """Sleep so that training took ``max(factor x train_seconds, factor x base)``; returns the
+    seconds slept."""
+    agg = cfg.get("aggregation") or {}
+    factor = slowdown_factor(agg.get("slowdown"), partition_id)
+    base = base_seconds(agg.get("slowdown_base_seconds"))
+    worked = max(0.0, float(train_seconds))
+    pause = max((factor - 1.0) * worked, factor * base - worked, 0.0)
     if pause > 0:
         time.sleep(pause)
     return pause

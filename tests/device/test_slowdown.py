@@ -45,3 +45,15 @@ def test_pause_is_factor_minus_one_times_the_work(monkeypatch):
     assert slowdown.pause_for_slowdown(cfg, 0, 0.5) == 0.0
     assert slowdown.pause_for_slowdown({}, 1, 0.5) == 0.0
     assert slept == [pytest.approx(1.5)]
+
+
+def test_base_seconds_pin_the_simulated_speeds(monkeypatch):
+    slept = []
+    monkeypatch.setattr(slowdown.time, "sleep", slept.append)
+    cfg = {"aggregation": {"slowdown": {1: 4.0}, "slowdown_base_seconds": 2.0}}
+    assert slowdown.pause_for_slowdown(cfg, 0, 0.5) == pytest.approx(1.5)  # 2 s in all
+    assert slowdown.pause_for_slowdown(cfg, 1, 0.5) == pytest.approx(7.5)  # 8 s in all
+    assert slowdown.pause_for_slowdown(cfg, 1, 3.0) == pytest.approx(9.0)  # 4 x 3 s
+    assert slowdown.pause_for_slowdown(cfg, 0, 3.0) == 0.0
+    with pytest.raises(ProtocolError, match="slowdown_base_seconds=-1"):
+        slowdown.pause_for_slowdown({"aggregation": {"slowdown_base_seconds": -1}}, 0, 1.0)
