@@ -13,7 +13,20 @@ import logging
 import sys
 
 #: subcommand modules, in the order ``fedids --help`` lists them
-COMMANDS = ("synth", "demo", "keygen", "bench", "detect", "subscribe", "eaas", "certs")
+COMMANDS = (
+    "synth",
+    "demo",
+    "report",
+    "baseline",
+    "keygen",
+    "bench",
+    "detect",
+    "subscribe",
+    "outbox",
+    "eaas",
+    "certs",
+    "bundle",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from flwr.common import Context
 
 from fedids.config import compose_config, to_plain
 from fedids.device.client import FedIDSClient, client_for
+from fedids.failures import device_guard
 
 
 def client_from_context(
@@ -35,4 +36,6 @@ def client_fn(context: Context):
     return client_from_context(context).to_client()
 
 
-app = ClientApp(client_fn=client_fn)
+# device_guard: a known error (bad file, policy refusal...) becomes one line naming this
+# device, with no traceback on anybody's console
+app = ClientApp(client_fn=client_fn, mods=[device_guard])

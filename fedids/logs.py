@@ -1,8 +1,9 @@
 """fedids log lines where Flower's go: the console of ``flwr run --stream`` and the logs.
 
 Flower's ``flwr`` logger has its own console handler, and it is the one whose output the
-SuperLink streams back to ``flwr run --stream``. fedids' own loggers (``fedids.*``) get the
-same handlers, so a user sees "round 1: macro-F1 ..." beside Flower's "[ROUND 1]".
+SuperLink streams back to ``flwr run --stream``. fedids' own loggers (``fedids.*``) hand
+their records to that logger (its handlers and filters as they are at that moment), so a
+user sees "round 1: macro-F1 ..." beside Flower's "[ROUND 1]".
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import logging
 
 
+class _ToFlower(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        flwr = logging.getLogger("flwr")
+        if flwr.isEnabledFor(record.levelno):
+            flwr.handle(record)
+
+
 def route_to_flower(level: int = logging.INFO) -> None:
-    """Give the ``fedids`` logger Flower's handlers (idempotent; no double lines)."""
-    flwr = logging.getLogger("flwr")
+    """Send ``fedids`` log records through the ``flwr`` logger (idempotent)."""
     ours = logging.getLogger("fedids")
-    for handler in flwr.handlers:
-        if handler not in ours.handlers:
-            ours.addHandler(handler)
+    if not any(isinstance(h, _ToFlower) for h in ours.handlers):
+        ours.addHandler(_ToFlower())
     ours.setLevel(level)
     ours.propagate = False

@@ -8,47 +8,27 @@ no torch. The loop itself is :class:`fedids.server.loop.FedIDSServer`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from flwr.common import Context
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-from flwr.server.client_manager import SimpleClientManager
 
 from fedids.artifacts import RunRecorder, make_run_name, run_header
 from fedids.config import compose_config, to_plain
+from fedids.deploy.waiting import BoundedClientManager
+from fedids.failures import FedidsError, server_guard
 from fedids.logs import route_to_flower
+from fedids.preflight import check_federation, in_simulation, preflight
 from fedids.server.loop import FedIDSServer, RunPlan
 from strategies.fedids_base import FedIDSStrategyBase
 
 log = logging.getLogger("fedids.server")
 
 
-class BoundedClientManager(SimpleClientManager):
-    """Waits for devices at most ``timeout`` seconds (Flower's default waits a day)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = float(timeout)
-
-    def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
-        if not super().wait_for(num_clients, timeout=int(min(timeout, self.timeout))):
-            raise RuntimeError(
-                f"only {len(self.clients)} of federation.min_available_clients={num_clients} "
-                f"devices connected after {self.timeout:.0f} s; stopping"
-            )
-        return True
-
-
 def _evaluate_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """Flower wants an aggregation fn; the real aggregation is the count-vector sum."""
     return {"evaluate_clients": len(results)}
-
-
-def server_in_simulation() -> bool:
-    """The ServerApp runs inside ``flwr-simulation`` in a simulation (argv is the process')."""
-    return Path(sys.argv[0]).name == "flwr-simulation"
 
 
 def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> FedIDSStrategyBase:
@@ -70,7 +50,7 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
         return PlainFedAvg(
             run_id=run_id,
             max_clients=int(fed.get("max_clients", 128)),
-            max_num_examples=int(fed.get("max_num_examples", 10**9)),
+            max_num_examples=int(fed["max_num_examples"]),
             **common,
         )
     from fedids.crypto.codec import CodecParams
@@ -78,7 +58,7 @@ def build_strategy(cfg: dict[str, Any], run_id: int, *, simulation: bool) -> Fed
 
     fingerprint = cfg["mode"].get("expected_fingerprint")
     if not fingerprint and not simulation:
-        raise RuntimeError(
+        raise FedidsError(
             "mode.expected_fingerprint is required in a deployment: set it to the fingerprint "
             "`fedids keygen` printed, so the server sums only updates under the federation's key"
         )
@@ -104,11 +84,13 @@ def make_server(
     simulation: bool,
     client_manager: Any,
     header_extra: dict[str, Any] | None = None,
+    recorder: RunRecorder | None = None,
 ) -> FedIDSServer:
     """Everything a run needs on the server side, from a composed (plain) config."""
-    extra = {"aggregation": {"name": (cfg.get("aggregation") or {}).get("name", "sync")}}
-    extra.update(header_extra or {})
-    recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_path.name, **extra))
+    if recorder is None:
+        extra = {"aggregation": {"name": (cfg.get("aggregation") or {}).get("name", "sync")}}
+        extra.update(header_extra or {})
+        recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_path.name, **extra))
     strategy = build_strategy(cfg, run_id, simulation=simulation)
     plan = RunPlan(
         run_id=run_id,
@@ -119,9 +101,19 @@ def make_server(
         run_path=str(run_path),
         simulation=simulation,
         save_plain_parameters=cfg["mode"]["name"] == "plain",
+        setup_timeout=float(cfg["federation"].get("setup_timeout") or 0) or None,
+        write_report=bool(cfg.get("report", True)),
     )
+
+    def check_devices(n: int) -> None:
+        check_federation(cfg, n)
+
     servers: dict[str, Any] = dict(
-        client_manager=client_manager, strategy=strategy, plan=plan, recorder=recorder
+        client_manager=client_manager,
+        strategy=strategy,
+        plan=plan,
+        recorder=recorder,
+        check_devices=check_devices if simulation else None,
     )
     aggregation = dict(cfg.get("aggregation") or {"name": "sync"})
     if aggregation["name"] == "buffered":
@@ -134,20 +126,26 @@ def make_server(
 
 def server_fn(context: Context) -> ServerAppComponents:
     route_to_flower()
-    cfg = to_plain(compose_config(context.run_config))
     run_id = int(getattr(context, "run_id", 0) or 0)
-    run_name = cfg["run_name"] or make_run_name(run_id or None)
-    cfg["run_name"] = run_name
-    run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
-    log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
-    timeout = float(cfg["federation"]["round_timeout"])
-    server = make_server(
-        cfg,
-        run_id,
-        run_path,
-        simulation=server_in_simulation(),
-        client_manager=BoundedClientManager(timeout),
-    )
+    guard = server_guard(context.run_config, run_id or None)
+    with guard:  # failures: one line on the console, error.log, metrics.json "failed"
+        cfg = to_plain(compose_config(context.run_config))
+        run_name = cfg["run_name"] or make_run_name(run_id or None)
+        cfg["run_name"] = run_name
+        run_path = (Path(cfg["run_dir"]).expanduser() / run_name).resolve()
+        guard.set_run_path(run_path)
+        log.info("fedids run %s (%s mode) writing to %s", run_name, cfg["mode"]["name"], run_path)
+        recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_name))
+        preflight(cfg)
+        timeout = float(cfg["federation"]["round_timeout"])
+        server = make_server(
+            cfg,
+            run_id,
+            run_path,
+            simulation=in_simulation(),
+            client_manager=BoundedClientManager(timeout, simulation=in_simulation()),
+            recorder=recorder,
+        )
     return ServerAppComponents(
         server=server,
         config=ServerConfig(num_rounds=int(cfg["num_server_rounds"]), round_timeout=timeout),

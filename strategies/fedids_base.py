@@ -29,10 +29,10 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
 from fedids import protocol
-from fedids.server.device_errors import describe_failure
+from fedids.failures import RunStopped, describe_failure
 
 
-class AggregationError(RuntimeError):
+class AggregationError(RunStopped):
     """A round cannot be aggregated safely (one line: how many, why)."""
 
 

@@ -104,8 +104,9 @@ def parse_update(
     if not wire.is_encrypted_payload(arrays):
         raise RejectedUpdate("parameters are not a fedids Paillier payload (plaintext update?)")
     try:
-        header, ciphertexts = wire.decode_payload(arrays)
+        header = WireHeader.from_array(arrays[0])
         header.check_against(params)
+        ciphertexts = wire.array_to_ciphertexts(arrays[1], header)
     except WireFormatError as exc:
         raise RejectedUpdate(str(exc)) from None
     if header.is_aggregate:

@@ -4,12 +4,14 @@ Order of work, and why:
 
 1. load the model and read the flows first, so a bad file fails fast (exit 2) without
    touching Kafka;
-2. hand the alerts that earlier runs left in the outbox to the producer (they are sent
-   in the background while this run scores);
+2. open the outbox (a corrupt one is moved aside and salvaged, never fatal), check alerts
+   left in doubt by an interrupted run against the topic, and hand the backlog to the
+   producer (sent in the background while this run scores);
 3. score in batches, aggregate, build and validate one STIX bundle per alert;
-4. write the alerts to ``--out`` (if asked) and commit them to the outbox (fsync);
-5. produce them; each leaves the outbox when its delivery report succeeds; wait for
-   reports at most ``delivery_timeout`` (+2 s), then report delivered / waiting.
+4. write the alerts to ``--out`` (if asked; always, whatever happens to the outbox), then
+   commit them to the outbox (fsync); versions already delivered are skipped;
+5. produce the new ones; each moves to the delivered ledger when its delivery report
+   succeeds; wait for reports at most ``delivery_timeout`` (+2 s), then report.
 
 The function the CLI and the demo call is :func:`run_detect`.
 """
@@ -23,7 +25,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +33,8 @@ from typing import Any
 
 import polars as pl
 
-from fedids.alerts.aggregate import aggregate
+from fedids.alerts.aggregate import aggregate, check_gap
+from fedids.alerts.delivery import DeliveryOutcome, DeliverySession, outcome_lines
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.flows import (
     decide,
@@ -41,9 +44,8 @@ from fedids.alerts.flows import (
     read_flows,
     score,
 )
-from fedids.alerts.kafkaconf import producer_config
-from fedids.alerts.outbox import NewAlert, Outbox, PendingAlert, default_outbox_dir
-from fedids.alerts.producer import AlertPublisher, DeliveryHook
+from fedids.alerts.outbox import Outbox, default_outbox_dir
+from fedids.alerts.producer import DeliveryHook
 from fedids.alerts.stix import Alert, ModelInfo, build_alert, summarize
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,11 @@ class DetectReport:
     alerts: list[Alert] = field(default_factory=list)
     kafka: str | None = None
     topic: str | None = None
-    delivered: int = 0  # this run's and earlier runs' alerts delivered now
-    failed: int = 0  # delivery attempts that failed (those alerts stay in the outbox)
-    pending: int = 0  # alerts waiting in the outbox at exit
+    delivery: DeliveryOutcome = field(default_factory=DeliveryOutcome)
     outbox: Path | None = None
+    outbox_notice: str | None = None  # a corrupt outbox was moved aside (one line)
+    outbox_error: str | None = None  # the outbox could not be used at all
     out_file: Path | None = None
-    errors: dict[str, int] = field(default_factory=dict)
-    delivered_ids: list[str] = field(default_factory=list)
     score_seconds: float = 0.0
     total_seconds: float = 0.0
     flush_only: bool = False
@@ -76,12 +76,41 @@ class DetectReport:
     def alert_ids(self) -> list[str]:
         return [a.alert_id for a in self.alerts]
 
+    # the delivery counts, as attributes (what the demo and tests read)
+    @property
+    def delivered(self) -> int:
+        return self.delivery.delivered
+
+    @property
+    def skipped(self) -> int:
+        return self.delivery.skipped
+
+    @property
+    def failed(self) -> int:
+        return self.delivery.failed
+
+    @property
+    def pending(self) -> int:
+        return self.delivery.pending
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return self.delivery.errors
+
+    @property
+    def delivered_ids(self) -> list[str]:
+        return self.delivery.delivered_ids
+
     @property
     def exit_code(self) -> int:
-        return EXIT_PENDING if self.kafka and self.pending else 0
+        if self.outbox_error:
+            return 2
+        return EXIT_PENDING if self.kafka and (self.pending or self.delivery.held) else 0
 
     def summary(self) -> str:
         lines = []
+        if self.outbox_notice:
+            lines.append(f"warning: {self.outbox_notice}")
         if not self.flush_only:
             lines.append(
                 f"scored {self.flows} flow(s) in {self.score_seconds:.2f} s: "
@@ -89,17 +118,13 @@ class DetectReport:
             )
         if self.out_file:
             lines.append(f"wrote {len(self.alerts)} alert(s) to {self.out_file}")
-        if self.kafka:
+        if self.outbox_error:
+            lines.append(f"error: {self.outbox_error}; nothing was sent to Kafka")
+        elif self.kafka:
             where = (
                 f"{self.topic} on {self.kafka}" if self.topic else f"their topics on {self.kafka}"
             )
-            lines.append(
-                f"delivered {self.delivered} alert(s) to {where}; "
-                f"{self.pending} waiting in the outbox {self.outbox}"
-            )
-            if self.errors:
-                why = ", ".join(f"{k} x{v}" for k, v in sorted(self.errors.items()))
-                lines.append(f"delivery failures: {why}")
+            lines += outcome_lines(self.delivery, where, self.outbox)
         return "\n".join(lines)
 
 
@@ -153,6 +178,7 @@ def build_alerts(
     batch_size: int,
     now: datetime,
     tick: Callable[[], None] | None = None,
+    burst_gap: float | None = None,
 ) -> tuple[list[Alert], int, float]:
     """Score ``flows`` and build validated alerts; returns (alerts, detections, seconds)."""
     t0 = time.perf_counter()
@@ -161,7 +187,7 @@ def build_alerts(
     verdicts = decide(probs, normal_class_index(detector.class_names), threshold)
     seconds = time.perf_counter() - t0
     detections = detections_table(flows, verdicts, detector.class_names)
-    groups = aggregate(detections, window, now.timestamp())
+    groups = aggregate(detections, window, now.timestamp(), burst_gap)
     alerts = []
     for g in groups:
         alerts.append(build_alert(g, device, info, now))
@@ -191,6 +217,7 @@ def run_detect(
     topic: str | None = None,
     out: str | Path | None = None,
     window: float = 60.0,
+    burst_gap: float | None = None,
     threshold: float | None = None,
     device_name: str | None = None,
     outbox: str | Path | Outbox | None = None,
@@ -198,16 +225,20 @@ def run_detect(
     batch_size: int = 65536,
     delivery_timeout: float = 10.0,
     flush_only: bool = False,
+    resend_in_doubt: bool = False,
     on_alert: Callable[[Alert], None] | None = None,
     on_delivery: DeliveryHook | None = None,
     now: datetime | None = None,
 ) -> DetectReport:
     """Detect attacks in a flow file (or DataFrame) and deliver STIX alerts.
 
+    ``window``: alert ids are named after the window (seconds) in which a burst began;
+    ``burst_gap``: the longest silence inside one burst (default 5 windows).
     ``kafka`` (bootstrap servers) + ``topic``: deliver through the durable outbox
     (``outbox``: a directory or an :class:`Outbox`; default :func:`default_outbox_dir`).
     ``kafka_settings``: any librdkafka properties (SASL, TLS, timeouts); they win over
     the defaults. ``flush_only``: only deliver what earlier runs left in the outbox.
+    ``resend_in_doubt``: send alerts left in doubt without checking the topic first.
     ``on_alert`` sees each alert built; ``on_delivery`` each delivery report.
     Raises :class:`AlertsInputError` for unusable inputs; delivery problems are reported
     in the result (``pending`` > 0, ``exit_code`` 3), never raised.
@@ -221,6 +252,8 @@ def run_detect(
             raise AlertsInputError("--flush-only needs --kafka")
     else:
         _check_options(kafka, topic, window, threshold, batch_size)
+        if burst_gap is not None:
+            check_gap(burst_gap, max(1, round(window)))
         if model is None or input is None:
             raise AlertsInputError("a model and an input are required (or use --flush-only)")
         detector, info = load_model(model)
@@ -228,26 +261,39 @@ def run_detect(
             flows, source = input, "<DataFrame>"
         else:
             flows, source = read_flows(input, detector.feature_names), str(input)
+        if flows.height == 0:
+            raise AlertsInputError(f"{source}: no flow records (nothing to score)")
         report.flows = flows.height
 
-    box, own_box = _open_outbox(outbox) if kafka else (None, False)
-    publisher: AlertPublisher | None = None
-    submitted: set[int] = set()
+    box, own_box = (None, False)
+    if kafka:
+        try:
+            box, own_box = _open_outbox(outbox)
+        except AlertsInputError as exc:
+            if flush_only:
+                raise
+            report.outbox_error = str(exc)  # detection and --out go on without Kafka
+        else:
+            report.outbox = getattr(box, "directory", None)
+            notice = getattr(box, "repair_report", None)
+            if notice is not None:
+                report.outbox_notice = notice.message()
+                log.warning("%s", report.outbox_notice)
+    session: DeliverySession | None = None
     try:
         if box is not None:
-            report.outbox = getattr(box, "directory", None)
-            conf = producer_config(kafka, delivery_timeout, kafka_settings, f"fedids-{device}")
-            publisher = AlertPublisher(conf, box, delivery_timeout, on_delivery=on_delivery)
-            if box.try_lock():
-                backlog = box.count()
-                if backlog:
-                    log.info("sending %d alert(s) left by earlier runs", backlog)
-                publisher.submit(_recording(box.iter_pending(), submitted))
-            else:
-                log.warning("another fedids process is sending this outbox's backlog")
+            session = DeliverySession(
+                box,
+                kafka,
+                kafka_settings=kafka_settings,
+                delivery_timeout=delivery_timeout,
+                client_id=f"fedids-{device}",
+                on_delivery=on_delivery,
+                resend_in_doubt=resend_in_doubt,
+            )
+            session.start()
 
         if not flush_only:
-            tick = publisher.poll if publisher is not None else None
             alerts, n_det, secs = build_alerts(
                 detector,
                 info,
@@ -258,44 +304,28 @@ def run_detect(
                 device=device,
                 batch_size=batch_size,
                 now=now,
-                tick=tick,
+                tick=session.poll if session is not None else None,
+                burst_gap=burst_gap,
             )
             report.alerts, report.detections, report.score_seconds = alerts, n_det, secs
-            if box is not None and publisher is not None and alerts:
-                # durable first: from here on, no crash can lose these alerts
-                box.add(NewAlert(a.alert_id, str(topic), a.payload, a.digest) for a in alerts)
-                fresh = box.pending_for(a.alert_id for a in alerts)
-                publisher.submit(p for p in fresh if p.seq not in submitted)
-            if out is not None:
+            if out is not None:  # first: --out never depends on the outbox or the broker
                 report.out_file = write_jsonl(out, alerts)
+            if session is not None and alerts:
+                # durable first: from here on, no crash can lose these alerts
+                session.add(alerts, str(topic))
             if on_alert is not None:
                 for a in alerts:
                     on_alert(a)
 
-        if publisher is not None and box is not None:
-            result, publisher = publisher.finish(), None
-            report.delivered = result.delivered
-            report.failed = result.failed
-            report.errors = dict(result.errors)
-            report.delivered_ids = list(result.delivered_ids)
-            report.pending = box.count()
+        if session is not None:
+            report.delivery, session = session.finish(), None
     finally:
-        if publisher is not None:  # interrupted: still collect the reports already due
-            try:
-                publisher.finish()
-            except Exception:  # never hide the original error
-                log.exception("could not finish the Kafka producer")
+        if session is not None:  # interrupted: still collect the reports already due
+            session.abort()
         if box is not None and own_box:
             box.close()
     report.total_seconds = time.perf_counter() - t_start
     return report
-
-
-def _recording(items: Iterable[PendingAlert], seqs: set[int]) -> Iterator[PendingAlert]:
-    """Pass alerts through, noting which versions were handed to the producer."""
-    for item in items:
-        seqs.add(item.seq)
-        yield item
 
 
 def _open_outbox(outbox: str | Path | Outbox | None) -> tuple[Outbox, bool]:
@@ -307,7 +337,7 @@ def _open_outbox(outbox: str | Path | Outbox | None) -> tuple[Outbox, bool]:
 
 def _is_outbox(obj: object) -> bool:
     """Duck typing, so tests can pass a stand-in outbox."""
-    methods = ("add", "remove", "iter_pending", "pending_for", "count", "try_lock")
+    methods = ("add", "mark_sent", "mark_delivered", "iter_pending", "pending_for", "try_lock")
     return all(hasattr(obj, m) for m in methods)
 
 

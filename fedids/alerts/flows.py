@@ -66,8 +66,12 @@ def read_flows(path: str | Path, feature_names: Sequence[str] | None = None) -> 
     robust reader (``fedids.data.loaders``) when it is installed, else a plain polars read.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AlertsInputError(f"flow file not found: {path}")
+    if not path.is_file():
+        raise AlertsInputError(f"{path} is not a file (give a flow CSV with --input)")
+    if path.stat().st_size == 0:
+        raise AlertsInputError(f"{path}: the file is empty (no header, no flow records)")
     try:
         from fedids.data import loaders
     except ImportError:

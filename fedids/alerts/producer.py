@@ -1,9 +1,13 @@
 """Send alerts from the outbox to Kafka with an idempotent confluent-kafka producer.
 
-An alert leaves the outbox only when its delivery report says the broker stored it
-(``acks=all``). Failures (broker down, timeouts, purged at exit) leave it in the outbox
-for the next run. Every wait is bounded by the delivery timeout, so a missing broker
-costs at most that long and never hangs the process.
+An alert moves from the outbox to its delivered ledger only when its delivery report says
+the broker stored it (``acks=all``). Before a batch is handed to the producer it is marked
+as sent (fsynced): if the process dies between the broker's ack and the ledger update,
+the next run finds it *in doubt* and checks the topic instead of sending it again
+(:mod:`fedids.alerts.indoubt`). Failures (broker down, timeouts, purged at exit) leave it
+in the outbox for the next run. A version is handed to a producer at most once per
+publisher. Every wait is bounded by the delivery timeout, so a missing broker costs at
+most that long and never hangs the process.
 
 Once a delivery fails, no further alerts are handed to the producer in this run: they
 would most likely fail the same way, and each would cost another timeout.
@@ -27,10 +31,21 @@ log = logging.getLogger(__name__)
 DeliveryHook = Callable[[str, str | None], None]
 
 
+#: alerts marked as sent (one fsynced transaction) before they are handed over together
+CHUNK = 200
+#: persist confirmed deliveries after this many, or this many seconds
+PERSIST_EVERY = 500
+PERSIST_SECONDS = 1.0
+
+
 class OutboxLike(Protocol):
     """What the publisher needs from an outbox (see :class:`fedids.alerts.outbox.Outbox`)."""
 
-    def remove(self, seqs: list[int]) -> None: ...
+    def mark_sent(self, seqs: list[int]) -> None: ...
+
+    def unmark_sent(self, seqs: list[int]) -> None: ...
+
+    def mark_delivered(self, seqs: list[int]) -> None: ...
 
     def record_failures(self, failures: list[tuple[int, str]]) -> None: ...
 
@@ -63,6 +78,8 @@ class AlertPublisher:
         self.result = DeliveryResult()
         self._delivered_seqs: list[int] = []
         self._failures: list[tuple[int, str]] = []
+        self._handed: set[int] = set()  # versions given to the producer (never twice)
+        self._last_persist = time.monotonic()
         self._stopped = False
         self._fatal: str | None = None
         full = dict(conf)
@@ -108,17 +125,42 @@ class AlertPublisher:
     def submit(self, alerts: Iterable[PendingAlert]) -> None:
         """Hand alerts to the producer (non-blocking unless its queue is full).
 
-        Stops early, leaving the rest in the outbox, after a failed delivery, a fatal error,
-        or when the local queue stayed full for the whole delivery timeout.
+        Each chunk is marked as sent in the outbox first. Versions already handed over by
+        this publisher are skipped. Stops early, leaving the rest in the outbox, after a
+        failed delivery, a fatal error, or when the local queue stayed full for the whole
+        delivery timeout.
         """
+        chunk: list[PendingAlert] = []
         for a in alerts:
-            if not self._stopped:
-                self._produce(a)
-            else:
+            if a.seq in self._handed:
+                continue
+            if self._stopped:
                 self.result.not_sent += 1
-            self.poll()
+                continue
+            chunk.append(a)
+            if len(chunk) >= CHUNK:
+                self._submit_chunk(chunk)
+                chunk = []
+        if chunk:
+            self._submit_chunk(chunk)
 
-    def _produce(self, a: PendingAlert) -> None:
+    def _submit_chunk(self, chunk: list[PendingAlert]) -> None:
+        self.outbox.mark_sent([a.seq for a in chunk])
+        unsent: list[int] = []
+        for a in chunk:
+            if self._stopped:
+                self.result.not_sent += 1
+                if a.first_sent is None:
+                    unsent.append(a.seq)  # never handed over: not in doubt after all
+                continue
+            self._handed.add(a.seq)
+            if not self._produce(a) and a.first_sent is None:
+                unsent.append(a.seq)
+            self.poll()
+        self.outbox.unmark_sent(unsent)
+
+    def _produce(self, a: PendingAlert) -> bool:
+        """Hand one alert to librdkafka; False when it certainly was not handed over."""
         wait_until: float | None = None
         while True:
             try:
@@ -128,7 +170,7 @@ class AlertPublisher:
                     value=a.payload,
                     on_delivery=self._report(a.seq, a.alert_id),
                 )
-                return
+                return True
             except BufferError:  # local queue full: serve reports, then retry
                 now = time.monotonic()
                 wait_until = wait_until or now + self.delivery_timeout
@@ -136,23 +178,26 @@ class AlertPublisher:
                 if self._stopped or now >= wait_until:
                     self._stopped = True
                     self.result.not_sent += 1
-                    return
+                    return False
             except Exception as exc:  # KafkaException: bad topic name, message too large
                 log.error("cannot send alert %s: %s", a.alert_id, exc)
                 self.result.failed += 1
                 self.result.errors[type(exc).__name__] += 1
                 self._failures.append((a.seq, str(exc)))
-                return
+                return False
 
     def poll(self) -> None:
-        """Serve delivery reports; persist deliveries in batches (bounded re-sends)."""
+        """Serve delivery reports; persist deliveries in batches (few in doubt at a crash)."""
         self._producer.poll(0)
-        if len(self._delivered_seqs) >= 500:
+        if len(self._delivered_seqs) >= PERSIST_EVERY or (
+            self._delivered_seqs and time.monotonic() - self._last_persist >= PERSIST_SECONDS
+        ):
             self._persist()
 
     def _persist(self) -> None:
+        self._last_persist = time.monotonic()
         if self._delivered_seqs:
-            self.outbox.remove(self._delivered_seqs)
+            self.outbox.mark_delivered(self._delivered_seqs)
             self._delivered_seqs = []
         if self._failures:
             self.outbox.record_failures(self._failures)

@@ -4,16 +4,21 @@ One bundle per :class:`~fedids.alerts.aggregate.AlertGroup`:
 
 * ``identity``       the detecting device (``identity_class: system``)
 * ``indicator``      a STIX pattern naming the addresses, ports and protocols seen, the
-                     attack class (``labels``, ``x_fedids_attack_class``) and the model's
-                     confidence (``confidence`` 0-100 = mean probability, plus
-                     ``x_fedids_probability_mean`` / ``_max``)
+                     attack class (``labels``) and the model's confidence (``confidence``
+                     0-100 = mean probability); details in the fedids property extension
 * ``sighting``       count, first/last seen, ``where_sighted_refs`` -> the identity
 * ``observed-data``  + ``ipv4-addr`` / ``ipv6-addr`` / ``mac-addr`` and ``network-traffic``
                      SCOs for what was observed (when an address is known)
+* ``extension-definition`` + its creator ``identity``: the fedids property extension
+                     (:mod:`fedids.alerts.stix_extension`), the same two objects everywhere
 
-Ids are deterministic: uuid5 of (device, class, source, destination, window), so an alert
-sent again (outbox retry, re-run on the same flows) carries the same ids and a receiver
-recognizes it. SCO ids follow STIX's own deterministic rule (the library computes them).
+Ids are deterministic (:mod:`fedids.alerts.stix_ids`), so an alert sent again, or a newer
+version of it, carries the same ids. SCO ids follow STIX's own deterministic rule (the
+library computes them). ``created`` is the start of the window in which the burst began
+(the same for every version of an alert), ``modified`` the detection time.
+
+Validation and summaries live in :mod:`fedids.alerts.stix_validate` and
+:mod:`fedids.alerts.stix_summary` (re-exported here).
 """
 
 from __future__ import annotations
@@ -23,28 +28,41 @@ import hashlib
 import ipaddress
 import json
 import re
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import stix2
-from stix2patterns.validator import run_validator
 
 from fedids.alerts.aggregate import AlertGroup
+from fedids.alerts.stix_extension import extension, extension_definition, publisher_identity
+from fedids.alerts.stix_ids import alert_id, alert_id_for, alert_key, identity_id, uuid_for
+from fedids.alerts.stix_summary import AlertSummary, summarize
+from fedids.alerts.stix_validate import StixValidationError, pattern_errors, validate_bundle
 
-#: namespace of every fedids alert id (never change it: ids would stop matching)
-NAMESPACE = uuid.UUID("5f0c3e4e-5a36-5d1b-9f0e-2b7c6a1d9e41")
+__all__ = [
+    "Alert",
+    "AlertSummary",
+    "ModelInfo",
+    "StixValidationError",
+    "alert_id",
+    "alert_id_for",
+    "build_alert",
+    "build_bundle",
+    "bundle_dict",
+    "identity_id",
+    "pattern_errors",
+    "serialize",
+    "summarize",
+    "validate_bundle",
+]
 #: the device identity is the same object in every bundle, so its version is fixed
 IDENTITY_EPOCH = datetime(2021, 1, 1, tzinfo=UTC)
+#: any group, to name the bundle that validates the constant objects once
+_PROBE = AlertGroup("-", None, None, 0, 60, 1, 0.0, 0.0, 1.0, 1.0, (), 0, (), 0, (), (), True)
 #: ports named in a pattern at most (beyond that the pattern leaves ports out)
 PATTERN_MAX_PORTS = 16
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-class StixValidationError(ValueError):
-    """A message or bundle that is not valid STIX 2.1 (or not a bundle)."""
 
 
 @dataclass(frozen=True)
@@ -53,42 +71,6 @@ class ModelInfo:
 
     classification: str  # "binary" or "multi"
     sha256: str  # of model.pt, to tell model versions apart
-
-
-def alert_key(device: str, g: AlertGroup) -> str:
-    return _key(device, g.attack_class, g.src, g.dst, g.window_start, g.window_seconds)
-
-
-def _key(
-    device: str, attack_class: str, src: str | None, dst: str | None, start: int, seconds: int
-) -> str:
-    return "|".join([device, attack_class, src or "", dst or "", str(int(start)), str(seconds)])
-
-
-def _uuid(*parts: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join(parts)))
-
-
-def alert_id(device: str, g: AlertGroup) -> str:
-    """The deterministic id of an alert (= its bundle id, and the Kafka message key)."""
-    return f"bundle--{_uuid('bundle', alert_key(device, g))}"
-
-
-def alert_id_for(
-    device: str,
-    attack_class: str,
-    src: str | None,
-    dst: str | None,
-    window_start: int,
-    window_seconds: int = 60,
-) -> str:
-    """The id an alert for these values has (to look one up or recognize a re-send)."""
-    key = _key(device, attack_class, src, dst, window_start, window_seconds)
-    return f"bundle--{_uuid('bundle', key)}"
-
-
-def identity_id(device: str) -> str:
-    return f"identity--{_uuid('identity', device)}"
 
 
 def _ts(epoch: float) -> datetime:
@@ -196,7 +178,9 @@ def bundle_dict(
     them with the library first would run the slow pattern grammar twice); SCOs are made
     by the library, which computes their standard deterministic ids.
     """
-    stamp = _stamp(now or datetime.now(UTC))
+    when = now or datetime.now(UTC)
+    stamp = _stamp(when)
+    created = _stamp(min(_ts(g.window_start), when))  # the same for every version
     key = alert_key(device, g)
     first, last = _stamp(_ts(g.first_seen)), _stamp(_ts(g.last_seen))
     confidence = max(0, min(100, round(g.prob_mean * 100)))
@@ -214,31 +198,32 @@ def bundle_dict(
     src, dst = _address(g.src), _address(g.dst)
     traffic = _traffic(g, src, dst)
     where = f"{g.src or 'unknown source'} -> {g.dst or 'unknown destination'}"
-    custom = {
-        "x_fedids_attack_class": g.attack_class,
-        "x_fedids_flow_count": g.count,
-        "x_fedids_probability_mean": round(g.prob_mean, 6),
-        "x_fedids_probability_max": round(g.prob_max, 6),
-        "x_fedids_src_addr": g.src,
-        "x_fedids_dst_addr": g.dst,
-        "x_fedids_src_ports": list(g.src_ports),
-        "x_fedids_src_port_count": g.src_port_count,
-        "x_fedids_dst_ports": list(g.dst_ports),
-        "x_fedids_dst_port_count": g.dst_port_count,
-        "x_fedids_protocols": list(g.protocols),
-        "x_fedids_window_start": _stamp(_ts(g.window_start)),
-        "x_fedids_window_seconds": g.window_seconds,
-        "x_fedids_flow_times": "flow" if g.timed else "detection",
-        "x_fedids_device": device,
-        "x_fedids_classification": model.classification,
-        "x_fedids_model_sha256": model.sha256,
+    details = {
+        "attack_class": g.attack_class,
+        "flow_count": g.count,
+        "probability_mean": round(g.prob_mean, 6),
+        "probability_max": round(g.prob_max, 6),
+        "src_addr": g.src,
+        "dst_addr": g.dst,
+        "src_ports": list(g.src_ports),
+        "src_port_count": g.src_port_count,
+        "dst_ports": list(g.dst_ports),
+        "dst_port_count": g.dst_port_count,
+        "protocols": list(g.protocols),
+        "window_start": _stamp(_ts(g.window_start)),
+        "window_end": _stamp(_ts(g.window_end)),
+        "window_seconds": g.window_seconds,
+        "flow_times": "flow" if g.timed else "detection",
+        "device": device,
+        "classification": model.classification,
+        "model_sha256": model.sha256,
     }
     indicator = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": f"indicator--{_uuid('indicator', key)}",
+        "id": f"indicator--{uuid_for('indicator', key)}",
         "created_by_ref": ident,
-        "created": stamp,
+        "created": created,
         "modified": stamp,
         "name": f"fedids: {g.attack_class} {where}",
         "description": (
@@ -252,15 +237,15 @@ def bundle_dict(
         "valid_from": first,
         "confidence": confidence,
         "labels": [g.attack_class],
-        **{k: v for k, v in custom.items() if v is not None and v != []},
+        **extension(details),
     }
     objects: list[dict[str, Any]] = [identity, indicator]
     sighting: dict[str, Any] = {
         "type": "sighting",
         "spec_version": "2.1",
-        "id": f"sighting--{_uuid('sighting', key)}",
+        "id": f"sighting--{uuid_for('sighting', key)}",
         "created_by_ref": ident,
-        "created": stamp,
+        "created": created,
         "modified": stamp,
         "description": f"{g.attack_class} {where}",
         "confidence": confidence,
@@ -269,7 +254,7 @@ def bundle_dict(
         "count": g.count,
         "sighting_of_ref": indicator["id"],
         "where_sighted_refs": [ident],
-        "x_fedids_attack_class": g.attack_class,
+        **extension({"attack_class": g.attack_class}),
     }
     if traffic:
         scos = [o for o in (src, dst) if o is not None]
@@ -278,9 +263,9 @@ def bundle_dict(
         observed = {
             "type": "observed-data",
             "spec_version": "2.1",
-            "id": f"observed-data--{_uuid('observed-data', key)}",
+            "id": f"observed-data--{uuid_for('observed-data', key)}",
             "created_by_ref": ident,
-            "created": stamp,
+            "created": created,
             "modified": stamp,
             "first_observed": first,
             "last_observed": last,
@@ -289,7 +274,7 @@ def bundle_dict(
         }
         objects += [observed, *(_sco_dict(o) for o in scos), *(_sco_dict(t) for t in traffic)]
         sighting["observed_data_refs"] = [observed["id"]]
-    objects.append(sighting)
+    objects += [sighting, extension_definition(), publisher_identity()]
     return {"type": "bundle", "id": alert_id(device, g), "objects": objects}
 
 
@@ -307,11 +292,31 @@ def build_alert(g: AlertGroup, device: str, model: ModelInfo, now: datetime | No
     """Build one alert and prove its wire bytes are valid STIX 2.1 (round trip through
     ``stix2.parse`` + pattern validation); raises if they are not."""
     data = json.dumps(bundle_dict(g, device, model, now), separators=(",", ":")).encode()
-    parsed = validate_bundle(data)
+    parsed = validate_bundle(_without_constants(data))
     if parsed.id != alert_id(device, g):
         raise StixValidationError(f"bundle {alert_id(device, g)} did not survive a round trip")
     digest = hashlib.sha256(f"{device}|{model.sha256}|{g.digest()}".encode()).hexdigest()
     return Alert(alert_id=parsed.id, payload=data, digest=digest, group=g)
+
+
+@functools.cache
+def _constants_checked() -> frozenset[str]:
+    """Validate the two objects every bundle carries unchanged, once; their ids."""
+    fixed = [extension_definition(), publisher_identity()]
+    validate_bundle({"type": "bundle", "id": alert_id("-", _PROBE), "objects": fixed})
+    return frozenset(o["id"] for o in fixed)
+
+
+def _without_constants(payload: bytes) -> dict[str, Any]:
+    """The bundle read back from its wire bytes, minus the constant objects if they are
+    byte-for-byte the validated ones (they cost a fifth of the validation otherwise)."""
+    data = json.loads(payload)
+    fixed = _constants_checked()
+    known = {o["id"]: o for o in (extension_definition(), publisher_identity())}
+    data["objects"] = [
+        o for o in data["objects"] if not (o.get("id") in fixed and o == known[o["id"]])
+    ]
+    return data
 
 
 def build_bundle(
@@ -324,147 +329,3 @@ def build_bundle(
 def serialize(bundle: stix2.Bundle) -> bytes:
     """Compact JSON: one bundle per Kafka message / JSONL line."""
     return bundle.serialize(separators=(",", ":")).encode("utf-8")
-
-
-@functools.lru_cache(maxsize=8192)
-def _validate_pattern(pattern: str, version: str) -> tuple[str, ...]:
-    return tuple(str(e) for e in run_validator(pattern, stix_version=version))
-
-
-def pattern_errors(pattern: str, version: str = "2.1") -> list[str]:
-    """stix2-patterns validator errors for a STIX pattern (empty: valid).
-
-    Cached: the ANTLR grammar costs about 2 ms per pattern and the same hosts, ports and
-    protocols give the same pattern in many alerts.
-    """
-    return list(_validate_pattern(pattern, version))
-
-
-def _share_pattern_cache() -> None:
-    """Let ``stix2``'s own Indicator check use the same cache (it calls the same validator).
-
-    The result is the same function of (pattern, version); only repeated work is saved.
-    Skipped silently if a future stix2 release checks patterns differently.
-    """
-    from stix2.v21 import sdo
-
-    if getattr(sdo, "run_validator", None) is run_validator:
-        sdo.run_validator = pattern_errors
-
-
-_share_pattern_cache()
-
-
-def validate_bundle(payload: str | bytes | Mapping[str, Any]) -> stix2.Bundle:
-    """Parse a message as a STIX 2.1 bundle and check every STIX pattern in it.
-
-    ``stix2.parse`` checks object types, required properties, references and timestamps;
-    the stix2-patterns validator is run explicitly on every ``pattern_type: stix`` pattern.
-    """
-    try:
-        if isinstance(payload, bytes | bytearray):
-            payload = payload.decode("utf-8")
-        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise StixValidationError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("type") != "bundle":
-        raise StixValidationError("not a STIX bundle (type != 'bundle')")
-    try:
-        bundle = stix2.parse(data, allow_custom=True, version="2.1")
-    except Exception as exc:  # stix2 raises many exception types
-        raise StixValidationError(f"invalid STIX 2.1: {exc}") from exc
-    for obj in bundle.get("objects", []) or []:
-        if obj.get("type") == "indicator" and obj.get("pattern_type") == "stix":
-            errors = pattern_errors(obj["pattern"], obj.get("pattern_version") or "2.1")
-            if errors:
-                raise StixValidationError(f"invalid STIX pattern in {obj['id']}: {errors[0]}")
-    return bundle
-
-
-@dataclass(frozen=True)
-class AlertSummary:
-    """The fields a person reads first, taken from a (fedids or other) STIX bundle."""
-
-    alert_id: str
-    attack_class: str
-    src: str | None
-    dst: str | None
-    dst_ports: tuple[int, ...]
-    protocols: tuple[str, ...]
-    count: int | None
-    first_seen: str | None
-    last_seen: str | None
-    confidence: int | None
-    device: str | None
-
-    def line(self) -> str:
-        """One readable line: class, src -> dst:port/proto, count, times, confidence, device."""
-        ports = ",".join(str(p) for p in self.dst_ports[:5])
-        if len(self.dst_ports) > 5:
-            ports += ",..."
-        proto = ",".join(self.protocols[:3])
-        target = self.dst or "?"
-        if ports:
-            target += f":{ports}"
-        if proto:
-            target += f"/{proto}"
-        conf = f"{self.confidence}%" if self.confidence is not None else "?"
-        return (
-            f"{self.attack_class:<9} {self.src or '?'} -> {target}  count={self.count} "
-            f"first={self.first_seen} last={self.last_seen} confidence={conf} "
-            f"device={self.device or '?'}  id={self.alert_id}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alert_id": self.alert_id,
-            "attack_class": self.attack_class,
-            "src": self.src,
-            "dst": self.dst,
-            "dst_ports": list(self.dst_ports),
-            "protocols": list(self.protocols),
-            "count": self.count,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "confidence": self.confidence,
-            "device": self.device,
-        }
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
-    return str(value)
-
-
-def summarize(bundle: Mapping[str, Any]) -> AlertSummary:
-    """Summary of a bundle (``stix2.Bundle`` or its JSON data): fedids properties first,
-    standard STIX fields as fallback, so bundles from other tools print too."""
-    objs = list(bundle.get("objects", []) or [])
-    by_type: dict[str, list[Any]] = {}
-    for o in objs:
-        by_type.setdefault(o["type"], []).append(o)
-    ind = (by_type.get("indicator") or [None])[0]
-    sig = (by_type.get("sighting") or [None])[0]
-    idt = (by_type.get("identity") or [None])[0]
-
-    def get(obj: Any, name: str, default: Any = None) -> Any:
-        return obj.get(name, default) if obj is not None else default
-
-    labels = get(ind, "labels") or []
-    attack = get(ind, "x_fedids_attack_class") or (labels[0] if labels else "alert")
-    return AlertSummary(
-        alert_id=str(bundle["id"]),
-        attack_class=str(attack),
-        src=get(ind, "x_fedids_src_addr"),
-        dst=get(ind, "x_fedids_dst_addr"),
-        dst_ports=tuple(get(ind, "x_fedids_dst_ports") or ()),
-        protocols=tuple(get(ind, "x_fedids_protocols") or ()),
-        count=get(sig, "count"),
-        first_seen=_iso(get(sig, "first_seen")),
-        last_seen=_iso(get(sig, "last_seen")),
-        confidence=get(ind, "confidence"),
-        device=get(ind, "x_fedids_device") or get(idt, "name"),
-    )

@@ -4,8 +4,11 @@ Each message holds one flow as a JSON object (keys = column names, as in the CSV
 JSON array of such objects. Flows are scored in micro-batches; detections wait in open
 time windows (event time: the flows' ``StartTime``, else their arrival time) until the
 watermark (latest flow time seen minus ``grace``) passes a window's end, or no flow came
-for ``grace`` seconds, or the run ends. Closed windows become alerts exactly as in file
-mode (same aggregation, same deterministic ids) and go through the durable outbox.
+for ``grace`` seconds, or the run ends. Closed windows become alerts as in file mode (same
+aggregation, same deterministic ids) and go through the durable outbox. A burst still
+going on when its window closes stays open (:mod:`fedids.alerts.bursts`): later windows
+extend the same alert, which is sent again as a newer version (same id, grown count and
+last_seen).
 
 No loss, no double count:
 
@@ -35,7 +38,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedids.alerts.aggregate import aggregate
+from fedids.alerts.aggregate import aggregate, check_gap, default_gap
+from fedids.alerts.bursts import OpenBursts
+from fedids.alerts.delivery import DeliverySession
 from fedids.alerts.detect import load_model
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.flows import (
@@ -47,7 +52,7 @@ from fedids.alerts.flows import (
 )
 from fedids.alerts.kafkaconf import KafkaLogBridge, consumer_config, producer_config, redact
 from fedids.alerts.outbox import NewAlert, Outbox, default_outbox_dir
-from fedids.alerts.producer import AlertPublisher, DeliveryHook
+from fedids.alerts.producer import DeliveryHook
 from fedids.alerts.stix import Alert, build_alert
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,7 @@ class StreamReport:
     alerts: int = 0
     alert_ids: list[str] = field(default_factory=list)  # the latest 100,000
     delivered: int = 0
+    skipped: int = 0  # versions already delivered (a replay): not sent again
     pending: int = 0
     outbox: Path | None = None
 
@@ -76,8 +82,8 @@ class StreamReport:
         return (
             f"read {self.messages} message(s): {self.flows} flow(s), {self.malformed} "
             f"malformed; {self.detections} detection(s) ({self.late} late, dropped) -> "
-            f"{self.alerts} alert(s)\ndelivered {self.delivered} alert(s); {self.pending} "
-            f"waiting in the outbox {self.outbox}"
+            f"{self.alerts} alert(s)\ndelivered {self.delivered} alert(s); skipped {self.skipped} "
+            f"already delivered; {self.pending} waiting in the outbox {self.outbox}"
         )
 
 
@@ -155,6 +161,7 @@ def run_detect_stream(
     group: str | None = None,
     window: float = 60.0,
     grace: float | None = None,
+    burst_gap: float | None = None,
     threshold: float | None = None,
     device_name: str | None = None,
     outbox: str | Path | None = None,
@@ -187,11 +194,17 @@ def run_detect_stream(
     device = device_name or socket.gethostname()
     w = max(1, int(round(window)))
     grace = float(w if grace is None else grace)
+    gap = default_gap(w) if burst_gap is None else float(burst_gap)
+    check_gap(gap, w)
     box = Outbox(outbox or default_outbox_dir())
+    if box.repair_report is not None:
+        log.warning("%s", box.repair_report.message())
     progress_key = f"stream:{device}:{input_topic}:{w}:closed_until"
     windows = _Windows(w, float(box.get_meta(progress_key) or "-inf"))
+    burst_key = f"stream:{device}:{input_topic}:{w}:{gap:g}:burst:"
+    bursts = OpenBursts(burst_key, gap, box.meta_items(burst_key))
     report = StreamReport(outbox=box.directory)
-    pconf = producer_config(kafka, delivery_timeout, kafka_settings, f"fedids-{device}")
+    producer_config(kafka, delivery_timeout, kafka_settings)  # bad settings fail before reading
     cconf = consumer_config(
         kafka, group or f"fedids-detect-{device}", from_beginning, kafka_settings
     )
@@ -213,17 +226,34 @@ def run_detect_stream(
     consumer.subscribe([input_topic], on_assign=on_assign, on_revoke=on_revoke)
 
     def deliver() -> None:
-        publisher = AlertPublisher(pconf, box, delivery_timeout, on_delivery=on_delivery)
-        publisher.submit(box.iter_pending())
-        report.delivered += publisher.finish().delivered
+        session = DeliverySession(
+            box,
+            kafka,
+            kafka_settings=kafka_settings,
+            delivery_timeout=delivery_timeout,
+            client_id=f"fedids-{device}",
+            on_delivery=on_delivery,
+        )
+        try:
+            session.start()  # in-doubt check, then everything waiting in the outbox
+            outcome = session.finish()
+        finally:
+            session.abort()
+        report.delivered += outcome.delivered
+        report.skipped += outcome.skipped
 
     def close(everything: bool) -> None:
         closed = windows.take_closed(everything)
         if closed is not None:
             now = datetime.now(UTC)
-            alerts = [build_alert(g, device, info, now) for g in aggregate(closed, w, time.time())]
-            meta = {progress_key: repr(windows.closed_until)}
-            box.add((NewAlert(a.alert_id, topic, a.payload, a.digest) for a in alerts), meta)
+            groups, meta = bursts.extend(aggregate(closed, w, time.time(), gap))
+            meta.update(bursts.prune(windows.watermark))
+            meta[progress_key] = repr(windows.closed_until)
+            alerts = [build_alert(g, device, info, now) for g in groups]
+            added = box.add(
+                (NewAlert(a.alert_id, topic, a.payload, a.digest) for a in alerts), meta
+            )
+            report.skipped += len(added.delivered)
             report.alerts += len(alerts)
             report.alert_ids = (report.alert_ids + [a.alert_id for a in alerts])[-100_000:]
             for a in alerts:

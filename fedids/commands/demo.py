@@ -85,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     last = doc["rounds"][-1]
     print(
         f"\nfederated run finished in {time.perf_counter() - t0:.0f} s: last-round macro-F1 "
-        f"{last['macro_f1']:.4f}, FPR {last['false_positive_rate']:.4f} "
-        f"(devices' validation splits, synthetic data)\nartifacts: {run_path}",
+        f"{last['macro_f1']:.4f} (majority-class baseline "
+        f"{last.get('baseline_macro_f1', float('nan')):.4f}), FPR "
+        f"{last['false_positive_rate']:.4f} (devices' validation splits, synthetic data)"
+        + (f"\nWARNING: {doc['quality_warning']}" if doc.get("quality_warning") else "")
+        + f"\nartifacts: {run_path}",
         flush=True,
     )
     if args.no_alerts:

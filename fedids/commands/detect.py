@@ -1,8 +1,9 @@
 """``fedids detect``: score flows with a model.pt and publish STIX 2.1 alerts.
 
 Exit status: 0 done (all alerts delivered, or no Kafka asked), 2 unusable input
-(model, flow file, option), 3 alerts wait in the outbox (broker unreachable or a delivery
-failed; the next run delivers them).
+(model, flow file, option, an outbox directory that cannot be used), 3 alerts wait in the
+outbox (broker unreachable, a delivery failed, or alerts in doubt were held back; the next
+run delivers them).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score flows with a model and publish STIX 2.1 alerts (Kafka and/or JSONL)",
         description=(
             "Score flow records with a trained model.pt, group detections per (attack class, "
-            "source, destination, time window) and emit one STIX 2.1 bundle per group. With "
+            "source, destination, burst) and emit one STIX 2.1 bundle per group. With "
             "--kafka, alerts are first stored in a durable outbox and removed only once the "
             "broker confirmed them; alerts left by earlier runs are sent first."
         ),
@@ -34,7 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", help="Kafka topic for alerts")
     p.add_argument("--out", metavar="FILE.jsonl", help="also write the alerts, one per line")
     p.add_argument(
-        "--window", type=float, default=60.0, metavar="SECONDS", help="aggregation window [60]"
+        "--window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time grid alerts are named on (and, streaming, closed at) [60]",
+    )
+    p.add_argument(
+        "--burst-gap",
+        type=float,
+        metavar="SECONDS",
+        help="a burst of detections (one alert) ends after this much silence [5 windows]",
     )
     p.add_argument(
         "--threshold",
@@ -69,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--flush-only",
         action="store_true",
         help="only deliver alerts waiting in the outbox (no --model/--input needed)",
+    )
+    p.add_argument(
+        "--resend-in-doubt",
+        action="store_true",
+        help="send alerts left in doubt by an interrupted run without first checking the "
+        "topic for them (at-least-once; only when the topic cannot be read)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="do not print one line per alert")
     stream = p.add_argument_group(
@@ -122,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             topic=args.topic,
             out=args.out,
             window=args.window,
+            burst_gap=args.burst_gap,
             threshold=args.threshold,
             device_name=args.device_name,
             outbox=args.outbox,
@@ -129,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             delivery_timeout=args.delivery_timeout,
             flush_only=args.flush_only,
+            resend_in_doubt=args.resend_in_doubt,
             on_alert=show,
         )
     except AlertsInputError as exc:
@@ -167,6 +186,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             group=args.group,
             window=args.window,
             grace=args.grace,
+            burst_gap=args.burst_gap,
             threshold=args.threshold,
             device_name=args.device_name,
             outbox=args.outbox,

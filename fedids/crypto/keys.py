@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
 import stat
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gmpy2
 from phe import paillier
 
 from fedids.crypto.codec import MIN_KEY_BITS
@@ -71,14 +73,39 @@ def public_key_from_n(n: int) -> PublicKey:
     return paillier.PaillierPublicKey(int(n))
 
 
+def _prime_3_mod_4(bits: int) -> int:
+    """A random ``bits``-bit prime ``p = 3 (mod 4)`` whose two top bits are set (so that the
+    product of two has exactly ``2*bits`` bits)."""
+    while True:
+        candidate = int(gmpy2.next_prime(secrets.randbits(bits) | (3 << (bits - 2))))
+        if candidate % 4 == 3 and candidate.bit_length() == bits and gmpy2.is_prime(candidate, 50):
+            return candidate
+
+
+def is_admissible(p: int, q: int) -> bool:
+    """``p = q = 3 (mod 4)`` and ``gcd(p-1, q-1) = 2``: the moduli for which the short-exponent
+    obfuscators' security argument is made (docs/paillier.md, "Obfuscators")."""
+    return p % 4 == 3 and q % 4 == 3 and p != q and math.gcd(p - 1, q - 1) == 2
+
+
 def generate_keypair(bits: int = 2048) -> tuple[PublicKey, PrivateKey]:
-    """A fresh key pair whose ``n`` has exactly ``bits`` bits (phe loops until it does)."""
+    """A fresh key pair with an admissible ``n`` of exactly ``bits`` bits.
+
+    ``p = q = 3 (mod 4)``, ``gcd(p-1, q-1) = 2`` and ``|p - q| >= 2**(bits/2 - 2)`` (against
+    square-root attacks on close primes), as SecretFlow HEU generates keys for the same
+    fixed-base encryption; primes from OS randomness, Miller-Rabin with 50 rounds.
+    """
     if bits < MIN_KEY_BITS or bits % 2:
         raise ValueError(f"key size {bits} is not supported (even, >= {MIN_KEY_BITS})")
-    public, private = paillier.generate_paillier_keypair(n_length=bits)
-    if public.n.bit_length() != bits:  # pragma: no cover - phe guarantees it
+    half = bits // 2
+    while True:
+        p, q = _prime_3_mod_4(half), _prime_3_mod_4(half)
+        if is_admissible(p, q) and abs(p - q).bit_length() >= half - 2:
+            break
+    public = paillier.PaillierPublicKey(p * q)
+    if public.n.bit_length() != bits:  # pragma: no cover - the top bits guarantee it
         raise RuntimeError("generated modulus has the wrong size")
-    return public, private
+    return public, paillier.PaillierPrivateKey(public, p, q)
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -233,8 +233,9 @@ class ModelLayout(_Layout):
 
     @property
     def eta(self) -> float:
-        """Float64 slack of one encoded value: three roundings of numbers <= Q*D."""
-        return self.Q * self.D * 2.0**-51
+        """Float64 slack of one encoded value: four roundings (relative error <= 2**-53 each)
+        of numbers <= Q*D, compounded; 2**-50 over-covers ``(1 + 2**-53)**4 - 1``."""
+        return self.Q * self.D * 2.0**-50
 
     def sigma(self, share: float) -> int:
         """``round(share * R)``; refuses shares outside (0, 1] or below the resolution."""

@@ -21,7 +21,7 @@ import numpy as np
 from fedids.crypto import legacy, vector, wire
 from fedids.crypto.binding import Binding, binding_tag, tag_key_from_factors
 from fedids.crypto.codec import CodecParams
-from fedids.crypto.keys import PrivateKey, PublicKey, fingerprint, key_id
+from fedids.crypto.keys import PrivateKey, PublicKey, fingerprint, is_admissible, key_id
 from fedids.crypto.layout import DecodeError
 from fedids.crypto.wire import WireFormatError, WireHeader, is_encrypted_payload
 
@@ -82,11 +82,16 @@ class UpdateEncryptor:
         *,
         pool: vector.WorkerPool | None = None,
         private_key: PrivateKey | None = None,
+        obfuscators: str = "auto",
     ) -> None:
         """``private_key`` is optional: a device holds it anyway (it decrypts the aggregate);
         with it the obfuscators are cheaper and the encryptor computes the binding tags
         itself. Without it (an encryption service) every call must be given the ``tag``
-        the device computed (:meth:`AggregateDecryptor.binding_tag`)."""
+        the device computed (:meth:`AggregateDecryptor.binding_tag`). ``obfuscators``:
+        ``"fixed-base"`` (``h_s^a``, short ``a``; docs/paillier.md "Obfuscators"),
+        ``"classic"`` (``r^n``), or ``"auto"``: fixed-base unless the private key shows a
+        modulus its security argument does not cover (keys made before admissible key
+        generation), then classic."""
         params.validate()
         _check_key_size(public_key.n, params)
         factors = None
@@ -101,7 +106,11 @@ class UpdateEncryptor:
         self.key_id = key_id(fingerprint(public_key))
         if pool is None:  # even one worker computes in the background while the device trains
             pool = vector.shared_pool(max(1, workers))
-        self._store = vector.ObfuscatorStore(public_key.n, pool, factors)
+        if obfuscators == "auto":
+            usable = factors is None or is_admissible(*factors)
+            obfuscators = "fixed-base" if usable else "classic"
+        self.obfuscators = obfuscators
+        self._store = vector.ObfuscatorStore(public_key.n, pool, factors, obfuscators)
         self.last_stats = EncryptStats()
 
     def __repr__(self) -> str:  # never show key material

@@ -154,7 +154,11 @@ class FedIDSClient(NumPyClient):
         arrays = channel.send_counts(
             summary, kind=protocol.KIND_STATS, tag=ins.stats_pass, round_=0
         )
-        metrics = {**channel.metrics(), "spec_digest": device_data.spec_digest(self.table)}
+        metrics = {
+            **channel.metrics(),
+            "spec_digest": device_data.spec_digest(self.table),
+            "spec_kinds": device_data.spec_kinds(self.table),
+        }
         return arrays, 1, metrics
 
     def _begin(

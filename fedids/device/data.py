@@ -68,6 +68,12 @@ def spec_digest(table: DeviceTable) -> str:
     return str(table.spec.digest())
 
 
+def spec_kinds(table: DeviceTable) -> str:
+    """``column=kind,...``: what the server shows when devices' layouts differ (names and
+    kinds only, no values)."""
+    return ",".join(f"{c.name}={c.kind}" for c in table.spec.columns)
+
+
 def summary_length(table: DeviceTable, cfg: dict[str, Any], stats_pass: int) -> int:
     return int(fdata.summary_lengths(table.spec, _encoding(cfg))[stats_pass])
 

@@ -34,7 +34,7 @@ from flwr.server.history import History
 
 from fedids import protocol
 from fedids.artifacts import RunRecorder
-from fedids.server.device_errors import describe_failure, first_line
+from fedids.failures import RunStopped, describe_failure, explain
 from fedids.server.records import RoundCosts, quality_warning, round_record
 from strategies.fedids_base import Contribution, FedIDSStrategyBase
 
@@ -53,6 +53,8 @@ class RunPlan:
     run_path: str  # sent to devices in a simulation only (same machine)
     simulation: bool
     save_plain_parameters: bool
+    setup_timeout: float | None = None  # statistics phase (None: the round timeout)
+    write_report: bool = False  # report.png beside metrics.json at the end
 
 
 def payload_bytes(parameters: Parameters, metrics: dict[str, Any] | None) -> int:
@@ -113,11 +115,13 @@ class FedIDSServer(Server):
         plan: RunPlan,
         recorder: RunRecorder,
         on_finish: Callable[[RunRecorder], None] | None = None,
+        check_devices: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(client_manager=client_manager, strategy=strategy)
         self.plan = plan
         self.recorder = recorder
         self.on_finish = on_finish
+        self.check_devices = check_devices  # simulation: the federation's size is known
         self.class_names: list[str] | None = None
         self._costs: dict[int, RoundCosts] = {}
         self._pending_report: int | None = None  # round whose encrypted totals await a report
@@ -150,9 +154,11 @@ class FedIDSServer(Server):
                 costs.device_errors.append(line)
 
     # -- statistics phase ----------------------------------------------------------------------
-    def _statistics(self, timeout: float | None) -> list[np.ndarray]:
+    def statistics_phase(self, timeout: float | None) -> list[np.ndarray]:
         """Run the statistics passes; returns the totals payloads (two arrays per pass)."""
         totals: list[np.ndarray] = []
+        if self.check_devices is not None:
+            self.check_devices(len(self._client_manager.all()))
         self._client_manager.wait_for(
             int(self.strategy.min_available_clients), int(timeout or 86400)
         )
@@ -184,24 +190,41 @@ class FedIDSServer(Server):
                 min_needed=int(self.strategy.min_fit_clients),
                 failures=[describe_failure(f) for f in failures],
             )
+        self.parameters = ndarrays_to_parameters(totals)  # round 1 hands them to the devices
         return totals
 
     def _check_spec(self, results: list[tuple[ClientProxy, Any]]) -> None:
         """Every device must encode the same input columns (else their models differ)."""
-        digests: dict[str, list[str]] = {}
+        groups: dict[str, list[tuple[str, str]]] = {}
         for proxy, res in results:
-            digests.setdefault(str((res.metrics or {}).get("spec_digest", "?")), []).append(
-                str(proxy.cid)
+            m = res.metrics or {}
+            groups.setdefault(str(m.get("spec_digest", "?")), []).append(
+                (str(proxy.cid), str(m.get("spec_kinds", "")))
             )
-        if len(digests) > 1:
-            groups = "; ".join(f"{len(c)} device(s) [{', '.join(c)}]" for c in digests.values())
-            raise RuntimeError(
-                "devices disagree on the input columns (dataset header or column kinds "
-                f"differ): {groups}; give every device the same columns and dataset settings"
-            )
+        if len(groups) <= 1:
+            return
+        layouts = [
+            dict(kv.split("=", 1) for kv in g[0][1].split(",") if "=" in kv)
+            for g in groups.values()
+        ]
+        names = sorted(set().union(*layouts))
+        differ = [n for n in names if len({lay.get(n, "absent") for lay in layouts}) > 1]
+        detail = "; ".join(
+            f"device {g[0][0]}"
+            + (f" (+{len(g) - 1} more)" if len(g) > 1 else "")
+            + ": "
+            + ", ".join(f"{n}={lay.get(n, 'absent')}" for n in differ)
+            for g, lay in zip(groups.values(), layouts, strict=True)
+        )
+        raise RunStopped(
+            "devices disagree on the input columns"
+            + (f" ({detail})" if differ else f" ({len(groups)} different layouts)")
+            + ": give every device the same columns, or pin their kinds in conf/dataset "
+            "(numeric_columns, boolean_columns, categorical_columns)"
+        )
 
     # -- rounds -----------------------------------------------------------------------------------
-    def _train(self, server_round: int, timeout: float | None) -> None:
+    def train_round(self, server_round: int, timeout: float | None) -> None:
         costs = self._costs.setdefault(server_round, RoundCosts(server_round, time.perf_counter()))
         instructions = self.strategy.configure_fit(
             server_round, self.parameters, self._client_manager
@@ -250,7 +273,7 @@ class FedIDSServer(Server):
                 *parameters_to_ndarrays(parameters),
             )
 
-    def _evaluate(self, server_round: int, timeout: float | None) -> None:
+    def evaluate_round(self, server_round: int, timeout: float | None) -> None:
         costs = self._costs[server_round]
         instructions = self.strategy.configure_evaluate(
             server_round, self.parameters, self._client_manager
@@ -326,7 +349,7 @@ class FedIDSServer(Server):
         self._record(server_round, totals)
         self._pending_report = None
 
-    def _final_report(self, timeout: float | None) -> None:
+    def final_report(self, timeout: float | None) -> None:
         if self._pending_report is None:
             return
         params = Parameters(tensors=[], tensor_type="numpy.ndarray")
@@ -367,24 +390,41 @@ class FedIDSServer(Server):
         """Synchronous FedAvg rounds (the buffered server replaces this part only)."""
         for server_round in range(1, num_rounds + 1):
             log.info("[ROUND %d]", server_round)
-            self._train(server_round, timeout)
-            self._evaluate(server_round, timeout)
-        self._final_report(timeout)
+            self.train_round(server_round, timeout)
+            self.evaluate_round(server_round, timeout)
+        self.final_report(timeout)
 
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
+        if self.plan.write_report:
+            from fedids.report import preload
+
+            preload()  # matplotlib's import overlaps the run, drawing at the end is cheap
         try:
             return self._run(num_rounds, timeout)
         except BaseException as exc:
-            self.recorder.fail(first_line(exc) if str(exc) else exc.__class__.__name__)
+            self.recorder.fail(explain(exc)[0])
+            self._draw_report()
             raise
+
+    def _draw_report(self) -> None:
+        if not self.plan.write_report:
+            return
+        try:
+            from fedids.report import write_run_report
+
+            write_run_report(self.recorder.run_path)
+        except Exception as exc:  # noqa: BLE001 - a figure never fails a finished run
+            log.warning("report.png not drawn: %s", explain(exc)[0])
 
     def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         history = History()
         start = self._run_started = time.perf_counter()
         log.info("statistics phase (%d pass(es)) before round 1", self.plan.stats_passes)
-        totals = self._statistics(timeout)
+        setup_timeout = self.plan.setup_timeout or timeout
+        if timeout is not None and setup_timeout is not None:
+            setup_timeout = max(setup_timeout, timeout)
+        self.statistics_phase(setup_timeout)
         self.recorder.header["setup_seconds"] = time.perf_counter() - start
-        self.parameters = ndarrays_to_parameters(totals)
         self._rounds(num_rounds, timeout)
         warning = quality_warning(
             self.recorder.rounds, synthetic=bool(self.recorder.header.get("synthetic_data"))
@@ -398,6 +438,7 @@ class FedIDSServer(Server):
             + f"\n\nartifacts: {self.recorder.run_path}\n",
             flush=True,
         )
+        self._draw_report()
         if self.on_finish is not None:
             self.on_finish(self.recorder)
         return history, time.perf_counter() - start

@@ -170,30 +170,46 @@ class MemoryOutbox:
     """
 
     def __init__(self) -> None:
-        from fedids.alerts.outbox import PendingAlert
+        from fedids.alerts.outbox import AddResult, PendingAlert
 
         self._rows: dict[int, PendingAlert] = {}
         self._seq = 0
         self._make = PendingAlert
+        self._result = AddResult
         self.directory = None
+        self.repair_report = None
 
-    def add(self, alerts):  # type: ignore[no-untyped-def]
-        n = 0
+    def add(self, alerts, meta=None):  # type: ignore[no-untyped-def]
+        result = self._result()
         for a in alerts:
             for seq, row in list(self._rows.items()):
                 if row.alert_id == a.alert_id:
                     del self._rows[seq]
             self._seq += 1
-            self._rows[self._seq] = self._make(self._seq, a.alert_id, a.topic, a.payload, 0)
-            n += 1
-        return n
+            self._rows[self._seq] = self._make(
+                self._seq, a.alert_id, a.topic, a.payload, 0, a.digest, None
+            )
+            result.new.append(a.alert_id)
+        return result
 
-    def remove(self, seqs):  # type: ignore[no-untyped-def]
+    def mark_sent(self, seqs):  # type: ignore[no-untyped-def]
+        pass
+
+    def unmark_sent(self, seqs):  # type: ignore[no-untyped-def]
+        pass
+
+    def mark_delivered(self, seqs, how="ack"):  # type: ignore[no-untyped-def]
         for s in seqs:
             self._rows.pop(s, None)
 
     def record_failures(self, failures):  # type: ignore[no-untyped-def]
         pass
+
+    def in_doubt(self):  # type: ignore[no-untyped-def]
+        return []
+
+    def in_doubt_keys(self):  # type: ignore[no-untyped-def]
+        return iter(())
 
     def iter_pending(self, after_seq: int = 0, chunk: int = 1000):  # type: ignore[no-untyped-def]
         return iter([r for s, r in sorted(self._rows.items()) if s > after_seq])

@@ -1,11 +1,22 @@
-"""Grouping detections per (class, source, destination, window)."""
+"""Grouping detections per (class, source, destination, burst)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
-from fedids.alerts.aggregate import MAX_PORTS, aggregate
+from fedids.alerts.aggregate import (
+    MAX_PORTS,
+    aggregate,
+    continues,
+    default_gap,
+    from_json,
+    merge,
+    to_json,
+)
+from fedids.alerts.bursts import OpenBursts
 from fedids.alerts.errors import AlertsInputError
 
 
@@ -37,28 +48,59 @@ def table(**cols):
     return pl.DataFrame(base, schema=schema)
 
 
-def test_groups_by_class_src_dst_and_window():
+def test_groups_by_class_src_dst_and_burst():
     t = table(
-        attack_class=["DoS", "DoS", "Reconn", "DoS", "DoS"],
-        dst=["10.0.0.2", "10.0.0.2", "10.0.0.2", "10.0.0.3", "10.0.0.2"],
-        start=[1000.0, 1010.0, 1000.0, 1000.0, 1090.0],
-        last=[1001.0, 1015.0, 1001.0, 1001.0, 1091.0],
+        attack_class=["DoS", "DoS", "Reconn", "DoS", "DoS", "DoS"],
+        dst=["10.0.0.2", "10.0.0.2", "10.0.0.2", "10.0.0.3", "10.0.0.2", "10.0.0.2"],
+        start=[1000.0, 1010.0, 1000.0, 1000.0, 1090.0, 1500.0],
+        last=[1001.0, 1015.0, 1001.0, 1001.0, 1091.0, 1501.0],
     )
     groups = aggregate(t, 60, detection_time=5000.0)
     keys = {(g.attack_class, g.dst, g.window_start): g.count for g in groups}
     assert keys == {
-        ("DoS", "10.0.0.2", 960): 2,
+        ("DoS", "10.0.0.2", 960): 3,  # 1090 is 75 s after the last end: the burst goes on
         ("Reconn", "10.0.0.2", 960): 1,
         ("DoS", "10.0.0.3", 960): 1,
-        ("DoS", "10.0.0.2", 1080): 1,
+        ("DoS", "10.0.0.2", 1500): 1,  # 409 s of silence (> 5 windows): a new burst
     }
-    g = next(
-        g
-        for g in groups
-        if g.attack_class == "DoS" and g.window_start == 960 and g.dst == "10.0.0.2"
-    )
-    assert (g.first_seen, g.last_seen) == (1000.0, 1015.0)
+    [g] = [g for g in groups if (g.attack_class, g.dst, g.window_start) == ("DoS", "10.0.0.2", 960)]
+    assert (g.first_seen, g.last_seen) == (1000.0, 1091.0)
     assert g.window_seconds == 60 and g.timed
+    assert (g.last_window_start, g.window_end, g.windows) == (1080, 1140, 3)
+
+
+def test_a_burst_across_many_windows_is_one_group():
+    starts = [10_000.0 + 45 * i for i in range(100)]  # 75 minutes, a flow every 45 s
+    g = aggregate(table(start=starts, last=[s + 1 for s in starts]), 60, 0.0)
+    assert [(x.count, x.first_seen, x.last_seen) for x in g] == [(100, 10_000.0, 14_456.0)]
+    assert g[0].windows == 75
+    sparse = [10_000.0 + 200 * i for i in range(5)]  # 200 s between flows
+    assert len(aggregate(table(start=sparse, last=sparse), 60, 0.0)) == 1  # default gap 300 s
+    assert len(aggregate(table(start=sparse, last=sparse), 60, 0.0, gap=120)) == 5
+
+
+def test_burst_gap_shorter_than_the_window_is_refused():
+    with pytest.raises(AlertsInputError, match="burst-gap"):
+        aggregate(table(), 60, 0.0, gap=30)
+
+
+def test_merge_extends_a_burst_like_one_aggregation():
+    """Streaming closes windows one by one; merging gives what one aggregation gives."""
+    starts = [10_000.0 + 30 * i for i in range(20)]
+    ports = [40000 + i % 3 for i in range(20)]
+    t = table(start=starts, last=[s + 1 for s in starts], sport=ports, prob=[0.5, 1.0] * 10)
+    [whole] = aggregate(t, 60, 0.0)
+    [a] = aggregate(t.head(8), 60, 0.0)
+    [b] = aggregate(t.tail(12), 60, 0.0)
+    assert continues(a, b, default_gap(60))
+    assert not continues(a, replace(b, src="10.9.9.9"), default_gap(60))
+    assert not continues(a, replace(b, first_seen=a.last_seen + 301), default_gap(60))
+    m = merge(a, b)
+    fields = ("count", "first_seen", "last_seen", "window_start", "last_window_start", "prob_max")
+    assert [getattr(m, f) for f in fields] == [getattr(whole, f) for f in fields]
+    assert m.prob_mean == pytest.approx(whole.prob_mean)
+    assert set(m.src_ports) == set(whole.src_ports) and m.src_port_count == 3
+    assert from_json(to_json(m)) == m
 
 
 def test_probability_mean_and_max():
@@ -106,3 +148,19 @@ def test_empty_and_bad_window():
     assert aggregate(table().head(0), 60, 0.0) == []
     with pytest.raises(AlertsInputError):
         aggregate(table(), 0, 0.0)
+
+
+def test_open_bursts_survive_a_restart():
+    starts = [10_000.0 + 30 * i for i in range(10)]
+    t = table(start=starts, last=starts)
+    [first] = aggregate(t.head(4), 60, 0.0)
+    [later] = aggregate(t.tail(6), 60, 0.0)
+    bursts = OpenBursts("p:", 300.0, {})
+    out, saved = bursts.extend([first])
+    assert out == [first] and list(saved) == ["p:DoS|10.0.0.1|10.0.0.2"]
+    restarted = OpenBursts("p:", 300.0, saved)  # what the outbox's meta table gives back
+    [extended], _ = restarted.extend([later])
+    assert (extended.window_start, extended.count) == (first.window_start, 10)
+    assert restarted.prune(watermark=extended.last_seen + 299) == {}
+    assert restarted.prune(watermark=extended.last_seen + 301) == {"p:DoS|10.0.0.1|10.0.0.2": None}
+    assert len(restarted) == 0

@@ -12,18 +12,19 @@ from alerts_helpers import T0, FlowSpec, make_flows, window_of, write_csv
 from fedids.alerts.detect import run_detect
 from fedids.alerts.errors import AlertsInputError
 from fedids.alerts.stix import alert_id_for, validate_bundle
+from fedids.alerts.stix_extension import details
 from fedids.cli import main
 
 SPECS = [
     FlowSpec(0, n=200),
     FlowSpec(1, n=30),  # DoS 10.0.0.5 -> 10.0.0.9 in window T0
-    FlowSpec(1, start=T0 + 61, n=4),  # same pair, next window
+    FlowSpec(1, start=T0 + 400, n=4),  # same pair after > 5 windows of silence: new burst
     FlowSpec(2, src="10.0.0.66", dport=None, n=3),  # Reconn without a port
     FlowSpec(4, src="10.0.0.7", dst="10.0.0.10", proto=17, dport=20000, n=2),
 ]
 EXPECTED = {
     alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0)): 30,
-    alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0 + 61)): 4,
+    alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0 + 400)): 4,
     alert_id_for("plc-7", "Reconn", "10.0.0.66", "10.0.0.9", window_of(T0)): 3,
     alert_id_for("plc-7", "Backdoor", "10.0.0.7", "10.0.0.10", window_of(T0)): 2,
 }
@@ -117,7 +118,7 @@ def test_flows_without_addresses_or_times_still_alert(model_path, tmp_path):
     for a in report.alerts:
         b = validate_bundle(a.payload)
         ind = next(o for o in b.objects if o.type == "indicator")
-        assert "src_ref" not in ind.pattern and ind["x_fedids_flow_times"] == "detection"
+        assert "src_ref" not in ind.pattern and details(ind)["flow_times"] == "detection"
         sig = next(o for o in b.objects if o.type == "sighting")
         assert sig.first_seen == now
     dos = next(a for a in report.alerts if a.group.attack_class == "DoS")
@@ -131,7 +132,7 @@ def test_binary_model_reports_attack(binary_model_path, tmp_path):
     ind = next(
         o for o in json.loads(report.alerts[0].payload)["objects"] if o["type"] == "indicator"
     )
-    assert ind["x_fedids_classification"] == "binary"
+    assert details(ind)["classification"] == "binary"
 
 
 def test_dataframe_input_and_small_batches(model_path):
@@ -172,3 +173,49 @@ def test_stream_option_errors(model_path, flows_csv, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["detect", "--model", str(model_path), "--input-topic", "flows"]) == 2
     assert "--kafka" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is not a file"),  # a directory
+        ("", "the file is empty"),
+        ("header", "no flow records"),  # a header and nothing else
+    ],
+)
+def test_unusable_input_is_one_line_exit_2(model_path, tmp_path, capsys, content, expected):
+    path = tmp_path / "flows"
+    if content is None:
+        path.mkdir()
+    elif content == "header":
+        path.write_text(",".join(make_flows([FlowSpec(1)]).columns) + "\n")
+    else:
+        path.write_text(content)
+    rc = main(["detect", "--model", str(model_path), "--input", str(path), "--out", "x.jsonl"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and expected in err and str(path) in err
+    assert "Traceback" not in err
+
+
+def test_empty_dataframe_is_an_error(model_path):
+    with pytest.raises(AlertsInputError, match="no flow records"):
+        run_detect(model_path, make_flows([FlowSpec(1)]).clear(), device_name="d")
+
+
+def test_a_burst_across_windows_is_one_alert(model_path):
+    """A DoS that goes on for ten minutes is one alert whose count and last_seen grow."""
+    specs = [FlowSpec(1, start=T0 + 20 * i, n=3) for i in range(30)]  # every 20 s, 10 min
+    report = run_detect(model_path, make_flows(specs), device_name="plc-7")
+    [alert] = report.alerts
+    assert alert.alert_id == alert_id_for("plc-7", "DoS", "10.0.0.5", "10.0.0.9", window_of(T0))
+    b = validate_bundle(alert.payload)
+    sig = next(o for o in b.objects if o.type == "sighting")
+    assert sig.count == 90
+    assert sig.first_seen == datetime.fromtimestamp(T0, UTC)
+    assert sig.last_seen == datetime.fromtimestamp(T0 + 580 + 0.02 + 0.5, UTC)
+    # with --burst-gap 60 s, 20 s silences still do not split it; sparse flows would
+    assert len(run_detect(model_path, make_flows(specs), burst_gap=60).alerts) == 1
+    sparse = [FlowSpec(1, start=T0 + 200 * i) for i in range(4)]
+    assert len(run_detect(model_path, make_flows(sparse), burst_gap=60).alerts) == 4
+    assert len(run_detect(model_path, make_flows(sparse)).alerts) == 1

@@ -22,6 +22,13 @@ from fedids.alerts.stix import (
     summarize,
     validate_bundle,
 )
+from fedids.alerts.stix_extension import (
+    EXTENSION_ID,
+    PUBLISHER_ID,
+    details,
+    extension_definition,
+    publisher_identity,
+)
 
 MODEL = ModelInfo("multi", "0123456789abcdef")
 NOW = datetime(2022, 1, 1, 0, 5, tzinfo=UTC)
@@ -62,9 +69,11 @@ def test_bundle_is_valid_stix_and_round_trips():
     a = build_alert(group(), "plc-7", MODEL, NOW)
     parsed = stix2.parse(a.payload.decode(), allow_custom=True)
     assert isinstance(parsed, stix2.Bundle) and parsed.id == a.alert_id
-    # a strict parse fails only because of our x_fedids_* custom properties
-    with pytest.raises(stix2.exceptions.STIXError):
-        stix2.parse(a.payload.decode(), allow_custom=False)
+    # no custom properties: the details are in a registered-by-id property extension,
+    # so even a strict parse accepts the bundle
+    strict = stix2.parse(a.payload.decode(), allow_custom=False)
+    assert strict.id == a.alert_id
+    assert b"x_fedids" not in a.payload
     again = stix2.parse(parsed.serialize(), allow_custom=True)
     assert again.id == parsed.id and len(again.objects) == len(parsed.objects)
 
@@ -84,12 +93,18 @@ def test_alert_content_class_confidence_sighting_and_observations():
     objs = objects(build_alert(group(), "plc-7", MODEL, NOW))
     ind, sig, ident = objs["indicator"][0], objs["sighting"][0], objs["identity"][0]
     assert ident["id"] == identity_id("plc-7") and ident["identity_class"] == "system"
-    assert ind["labels"] == ["DoS"] and ind["x_fedids_attack_class"] == "DoS"
+    ext = details(ind)
+    assert ind["labels"] == ["DoS"] and ext["attack_class"] == "DoS"
     assert ind["indicator_types"] == ["malicious-activity"]
     assert ind["confidence"] == 93
-    assert ind["x_fedids_probability_mean"] == pytest.approx(0.934)
-    assert ind["x_fedids_probability_max"] == pytest.approx(0.999)
-    assert ind["x_fedids_model_sha256"] == MODEL.sha256
+    assert ext["probability_mean"] == pytest.approx(0.934)
+    assert ext["probability_max"] == pytest.approx(0.999)
+    assert ext["model_sha256"] == MODEL.sha256
+    assert (ext["window_start"], ext["window_end"]) == (
+        "2022-01-01T00:00:00.000Z",
+        "2022-01-01T00:01:00.000Z",
+    )
+    assert details(sig) == {"attack_class": "DoS"}
     assert ind["valid_from"] == "2022-01-01T00:00:01.250Z"
     assert sig["count"] == 12 and sig["sighting_of_ref"] == ind["id"]
     assert sig["where_sighted_refs"] == [ident["id"]]
@@ -140,7 +155,7 @@ def test_many_ports_are_left_out_of_the_pattern_but_kept_in_properties():
     g = group(dst_ports=ports, dst_port_count=len(ports), src_port_count=900, src_ports=(1, 2))
     ind = objects(build_alert(g, "plc-7", MODEL, NOW))["indicator"][0]
     assert "dst_port" not in ind["pattern"] and "src_port" not in ind["pattern"]
-    assert ind["x_fedids_dst_port_count"] == len(ports)
+    assert details(ind)["dst_port_count"] == len(ports)
     g = group(dst_ports=(80, 502), dst_port_count=2, protocols=("tcp", "udp"))
     ind = objects(build_alert(g, "plc-7", MODEL, NOW))["indicator"][0]
     assert "network-traffic:dst_port IN (80, 502)" in ind["pattern"]
@@ -178,7 +193,7 @@ def test_ipv6_mac_hostnames_and_quotes():
     assert objs["network-traffic"][0]["protocols"] == ["tcp"]
     host = objects(build_alert(group(src="plc.local"), "d", MODEL, NOW))
     assert "plc.local" not in host["indicator"][0]["pattern"]  # not an address: not a ref
-    assert host["indicator"][0]["x_fedids_src_addr"] == "plc.local"
+    assert details(host["indicator"][0])["src_addr"] == "plc.local"
 
 
 def test_build_bundle_returns_library_objects():
@@ -243,3 +258,39 @@ def test_stix2_still_rejects_bad_patterns_with_the_shared_cache():
         stix2.Indicator(pattern=good, pattern_type="stix", valid_from=NOW)
         with pytest.raises(stix2.exceptions.InvalidValueError, match="pattern"):
             stix2.Indicator(pattern=good[:-1], pattern_type="stix", valid_from=NOW)
+
+
+def test_every_bundle_publishes_the_extension_definition():
+    objs = objects(build_alert(group(), "plc-7", MODEL, NOW))
+    [definition] = objs["extension-definition"]
+    assert definition == extension_definition() and definition["id"] == EXTENSION_ID
+    assert definition["extension_types"] == ["property-extension"]
+    assert definition["created_by_ref"] == PUBLISHER_ID
+    assert publisher_identity() in objs["identity"]
+    for kind in ("indicator", "sighting"):
+        ext = objs[kind][0]["extensions"][EXTENSION_ID]
+        assert ext["extension_type"] == "property-extension"
+    # what a receiver needs to read the details is in the definition's schema text
+    for name in details(objs["indicator"][0]):
+        assert f"{name} (" in definition["schema"]
+
+
+def test_versions_of_an_alert_keep_created_and_advance_modified():
+    """A burst that grew is a newer version of the same STIX objects."""
+    v1 = objects(build_alert(group(), "plc-7", MODEL, NOW))
+    later = datetime(2022, 1, 1, 0, 9, tzinfo=UTC)
+    v2 = objects(build_alert(group(count=40, last_seen=1_640_995_500.0), "plc-7", MODEL, later))
+    for kind in ("indicator", "sighting", "observed-data"):
+        a, b = v1[kind][0], v2[kind][0]
+        assert a["id"] == b["id"] and a["created"] == b["created"] == "2022-01-01T00:00:00.000Z"
+        assert a["modified"] < b["modified"]
+
+
+def test_summary_reads_bundles_of_earlier_fedids_versions():
+    """Before the extension, details were x_fedids_* properties; those still print."""
+    data = json.loads(build_alert(group(), "plc-7", MODEL, NOW).payload)
+    for o in data["objects"]:
+        ext = o.pop("extensions", {}).get(EXTENSION_ID, {})
+        o.update({f"x_fedids_{k}": v for k, v in ext.items() if k != "extension_type"})
+    old = summarize(validate_bundle(json.dumps(data)))
+    assert old == summarize(json.loads(build_alert(group(), "plc-7", MODEL, NOW).payload))

@@ -133,9 +133,11 @@ def test_precompute_runs_in_one_background_thread_and_can_be_cancelled(keys1024)
 
 
 def test_store_uses_factors_when_given(keys512, monkeypatch):
+    from fedids.crypto import obfuscators
+
     pub, priv = keys512
-    monkeypatch.setattr(vector, "random_obfuscators", lambda *a: pytest.fail("slow path used"))
-    store = vector.ObfuscatorStore(pub.n, None, (priv.p, priv.q))
+    monkeypatch.setattr(obfuscators, "random_obfuscators", lambda *a: pytest.fail("slow path"))
+    store = vector.ObfuscatorStore(pub.n, None, (priv.p, priv.q), "classic")
     assert len(store.take(3)[0]) == 3
     with pytest.raises(ValueError, match="factors"):
         vector.ObfuscatorStore(pub.n, None, (priv.p, priv.p))

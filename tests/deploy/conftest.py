@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO, TEST_KEY_BITS, TOKEN
+from deploy_helpers import REPO, TEST_KEY_BITS, TOKEN, assert_all_gone
 
 from fedids.crypto.codec import CodecParams
 from fedids.crypto.keys import generate_keypair, save_keypair
 from fedids.crypto.update import UpdateEncryptor
-from fedids.deploy.processes import Federation
+from fedids.deploy.harness import Federation
 from fedids.eaas.server import EaaSServer
 
 
@@ -106,22 +106,21 @@ def federation(tmp_path: Path) -> Iterator[Callable[..., Federation]]:
     yield start
     for fed in feds:
         fed.close()
-        leftover = [pid for pid in fed.all_pids() if _alive(pid)]
-        assert not leftover, f"processes still running after close: {leftover}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+        assert_all_gone(fed)
 
 
 @pytest.fixture(scope="session")
 def device_keypair():
     """A production-size (2048-bit) key pair: what configs and SecureChannel accept."""
     return generate_keypair(2048)
+
+
+@pytest.fixture(scope="session")
+def device_fingerprint(device_keypair) -> str:
+    """What node-config ``expected-fingerprint`` and ``mode.expected_fingerprint`` pin."""
+    from fedids.crypto.keys import fingerprint
+
+    return fingerprint(device_keypair[0])
 
 
 @pytest.fixture(scope="session")
@@ -140,10 +139,16 @@ def device_keys(tmp_path_factory: pytest.TempPathFactory, device_keypair) -> Pat
     return directory
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory, device_keys: Path) -> Iterator[Federation]:
-    """One SuperLink (TLS + SuperNode auth) with two registered devices, shared by a module."""
-    fed = Federation(tmp_path_factory.mktemp("deployment"))
+    """One SuperLink (TLS + SuperNode auth) with two registered devices started with
+    ``--trusted-entities``, shared by the session (a start costs 15-30 s here).
+
+    Devices get ``CANARY_MARKER_DIR`` in their environment: the canary app used by the
+    signed-bundle tests leaves a file there when a device runs it.
+    """
+    workdir = tmp_path_factory.mktemp("deployment")
+    fed = Federation(workdir, env_extra={"CANARY_MARKER_DIR": str(workdir / "canary-ran")})
     try:
         fed.start()
         fed.add_nodes([0, 1], 2, extra_config={"key-dir": str(device_keys)})
@@ -151,5 +156,4 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, device_keys: Path) -> I
         yield fed
     finally:
         fed.close()
-        leftover = [pid for pid in fed.all_pids() if _alive(pid)]
-        assert not leftover, f"processes still running after close: {leftover}"
+        assert_all_gone(fed)

@@ -6,55 +6,34 @@ module shares one federation between the plain run, the Paillier run and the ref
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO
+from deploy_helpers import REPO, device_config, explain, metrics, run_config
 
-from fedids.deploy.processes import (
-    EXIT_NODE_REFUSED,
-    Federation,
-    RunResult,
-    finish_run,
-    wait_for_log,
-)
+from fedids.deploy.flower import EXIT_NODE_REFUSED, FAB_NOT_SIGNED, FAB_UNVERIFIED, wait_for_log
+from fedids.deploy.harness import Federation
 
 pytestmark = pytest.mark.e2e
-
-ROWS = "dataset.rows=8000"  # small synthetic data: a run is dominated by Flower's start-ups
-
-
-def run_config(run_dir: Path, run_name: str, rounds: int = 2, **extra: str) -> str:
-    """A ``flwr run -c`` string; ``hydra`` goes into the hydra-overrides key."""
-    hydra = " ".join([ROWS, extra.pop("hydra", "")]).strip()
-    parts = [
-        f"num-server-rounds={rounds}",
-        f"run-dir='{run_dir}'",
-        f"run-name='{run_name}'",
-        f"hydra-overrides='{hydra}'",
-    ]
-    parts += [f"{k.replace('_', '-')}={v}" for k, v in extra.items()]
-    return " ".join(parts)
-
-
-def metrics(run_dir: Path, run_name: str) -> dict:
-    return json.loads((run_dir / run_name / "metrics.json").read_text())
-
-
-def explain(result: RunResult, fed: Federation) -> str:
-    logs = "\n".join(f"--- {p.name}\n{p.log(2000)}" for p in [fed.superlink, *fed.nodes] if p)
-    return f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
 
 
 def test_plain_run_is_refused_by_devices_holding_a_key(
     deployment: Federation, tmp_path: Path
 ) -> None:
-    """mode='plain' from the run-config against devices whose node-config has a key-dir: no
-    plaintext leaves them; the run fails naming the node-config key that would allow it."""
+    """A signed fedids bundle, fetched by the SuperLink from the registry, runs on devices
+    that accept only bundles signed by the federation's publisher key; asked for
+    mode='plain' by the run-config, devices whose node-config has a key-dir refuse: no
+    plaintext update reaches the server and the run fails naming the node-config key."""
+    downloads = deployment.registry.served["download"]
     result = deployment.run(REPO, run_config(tmp_path, "plain"), timeout=240)
     assert not result.timed_out, explain(result, deployment)
+    assert "flwr run @fedids/fedids==" in result.output.splitlines()[0]  # the signed bundle
+    assert deployment.registry.served["download"] == downloads + 1
+    for node in deployment.nodes:
+        command = node.log(tail=None).splitlines()[0]
+        assert f"--trusted-entities {deployment.trusted_file}" in command, command
+        assert FAB_UNVERIFIED not in node.log(tail=None) and FAB_NOT_SIGNED not in node.log()
     status = deployment.status(result)
     assert status["status"] == "finished:failed", status
     assert "allow-plain=true" in status["status-details"], status
@@ -78,23 +57,25 @@ def test_unregistered_supernode_is_refused(deployment: Federation) -> None:
 def test_too_few_devices_stops_instead_of_waiting(deployment: Federation, tmp_path: Path) -> None:
     """Asking for 3 devices when 2 exist must end the run after about round_timeout, with a
     message naming min_available_clients; Flower's stock client manager would wait a day."""
-    hydra = "federation.min_available_clients=3 federation.round_timeout=10"
+    # 30 s: in this Flower flow a device is asked for initial parameters first, and a fresh
+    # flwr-clientapp (torch import, data) took more than 10 s on the shared 2-core machine
+    hydra = "federation.min_available_clients=3 federation.round_timeout=30"
     result = deployment.run(REPO, run_config(tmp_path, "few", hydra=hydra), timeout=120)
     assert not result.timed_out, explain(result, deployment)
     status = deployment.status(result)
     assert status["status"] == "finished:failed", status
     assert "min_available_clients" in status["status-details"], status
     assert metrics(tmp_path, "few")["status"] != "completed"
+    assert deployment.server_run_processes() == []  # the failed run's server side is gone
 
 
 def test_paillier_deployment_mixing_eaas_and_local(
-    federation, device_keys: Path, tmp_path: Path
+    federation, device_keys: Path, device_fingerprint: str, tmp_path: Path
 ) -> None:
     """Device 0's node-config names its site's EaaS (which fails its first request, so in
     round 1 device 0 falls back to local encryption as its node-config allows); device 1
-    encrypts locally. The strategy sums both kinds; the server needs the key's fingerprint."""
+    encrypts locally. The strategy sums both kinds; the server pins the key's fingerprint."""
     from fedids.config import compose_config, to_plain
-    from fedids.crypto.keys import fingerprint, load_public_key
     from fedids.eaas.server import build_server
 
     pub = tmp_path / "eaas-key"
@@ -115,7 +96,6 @@ def test_paillier_deployment_mixing_eaas_and_local(
 
     server.encrypt_v2 = flaky
     server.serve_in_thread()
-    fp = fingerprint(load_public_key(device_keys))
     try:
         fed = federation()
         eaas = {
@@ -123,13 +103,12 @@ def test_paillier_deployment_mixing_eaas_and_local(
             "eaas-token-file": str(token_file),
             "eaas-fallback-local": "true",
         }
-        fed.add_node(0, 2, extra_config={"key-dir": str(device_keys), **eaas})
-        fed.add_node(1, 2, extra_config={"key-dir": str(device_keys)})
+        fed.add_node(0, 2, extra_config=device_config(device_keys, **_dashes(eaas)))
+        fed.add_node(1, 2, extra_config=device_config(device_keys))
         fed.wait_online(2)
-        rc = run_config(
-            tmp_path, "paillier", mode="'paillier'", hydra=f"mode.expected_fingerprint={fp}"
-        )
-        result = fed.run(REPO, rc, timeout=300)
+        hydra = f"mode.expected_fingerprint={device_fingerprint}"
+        rc = run_config(tmp_path, "paillier", mode="'paillier'", hydra=hydra)
+        result = fed.run(REPO, rc, timeout=400)
     finally:
         server.shutdown()
         server.server_close()
@@ -144,10 +123,17 @@ def test_paillier_deployment_mixing_eaas_and_local(
     assert "global_parameters.npz" not in {p.name for p in (tmp_path / "paillier").iterdir()}
 
 
-DROPOUT_TIMEOUT = 15  # federation.round_timeout (s): how long a round waits for a dead device
+def _dashes(values: dict) -> dict:
+    """device_config takes policy keys with underscores."""
+    return {k.replace("-", "_"): v for k, v in values.items()}
 
 
-def _start_two_devices(federation, **node) -> Federation:
+# federation.round_timeout (s): how long a round waits for a dead device; also the bound on a
+# device's first answer, whose flwr-clientapp start took more than 15 s on a busy machine
+DROPOUT_TIMEOUT = 45
+
+
+def _start_two_devices(federation, **node: object) -> Federation:
     fed = federation()
     fed.add_nodes([0, 1], 2, extra_config=node or None)
     fed.wait_online(2)
@@ -155,28 +141,25 @@ def _start_two_devices(federation, **node) -> Federation:
 
 
 def test_dropout_with_min_one_device_completes(
-    federation, device_keys: Path, tmp_path: Path
+    federation, device_keys: Path, device_fingerprint: str, tmp_path: Path
 ) -> None:
     """Device 1 crashes (SIGKILL) as round 2 starts; with min 1 the run goes on and completes.
 
     In Paillier mode: round 2's encrypted aggregate holds only device 0's update, weighted
     over whoever contributed, and device 0 decrypts and evaluates it. Decrypting a
     one-contributor aggregate is something a site must allow in its own node-config
-    (``min-contributors=1``); by default devices refuse it (tests/device)."""
-    from fedids.crypto.keys import fingerprint, load_public_key
-
-    fed = _start_two_devices(federation, **{"key-dir": str(device_keys), "min-contributors": 1})
-    fp = fingerprint(load_public_key(device_keys))
+    (``min-contributors=1``); by default devices refuse it (tests/server/test_paillier_run.py)."""
+    fed = _start_two_devices(federation, **device_config(device_keys, min_contributors=1))
     mins = "federation.min_fit_clients=1 federation.min_evaluate_clients=1"
     hydra = (
         f"{mins} federation.min_available_clients=1 federation.round_timeout={DROPOUT_TIMEOUT} "
-        f"mode.expected_fingerprint={fp}"
+        f"mode.expected_fingerprint={device_fingerprint}"
     )
     run = fed.start_run(REPO, run_config(tmp_path, "drop1", mode="'paillier'", hydra=hydra))
     started = time.monotonic()
     assert wait_for_log(run, "[ROUND 2]", 150), run.log()
     fed.nodes[1].kill()
-    result = finish_run(run, 240, started)
+    result = fed.finish(run, 240, started)
     assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, fed)
     doc = metrics(tmp_path, "drop1")
     assert doc["status"] == "completed"
@@ -190,15 +173,16 @@ def test_dropout_with_min_one_device_completes(
 def test_dropout_below_min_stops_clearly(federation, tmp_path: Path) -> None:
     """With min 2, a crashed device stops the run with a message naming the minimum, within
     a bound set by round_timeout (never a hang), and metrics.json is not marked completed.
-    (Plain mode: these devices hold no key and allow plaintext.)"""
-    fed = _start_two_devices(federation, **{"allow-plain": "true"})
+    (Plain mode: these devices hold no key and their node-config allows plaintext.)"""
+    fed = _start_two_devices(federation, **device_config(None, allow_plain="true"))
     hydra = f"federation.round_timeout={DROPOUT_TIMEOUT}"
     run = fed.start_run(REPO, run_config(tmp_path, "drop2", rounds=3, hydra=hydra))
     started = time.monotonic()
     assert wait_for_log(run, "[ROUND 1]", 150), run.log()
     fed.nodes[1].kill()
-    result = finish_run(run, 150, started)
+    result = fed.finish(run, 150, started)
     assert not result.timed_out, explain(result, fed)
+    assert fed.server_run_processes() == []
     # `flwr run --stream` exits 0 even then: the SuperLink's run record says what happened
     status = fed.status(result)
     assert status["status"] == "finished:failed", status

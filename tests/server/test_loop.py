@@ -46,7 +46,8 @@ def test_a_failing_device_is_named_and_the_round_goes_on(tmp_path):
     assert doc["status"] == "completed"
     r2 = doc["rounds"][1]
     assert r2["fit_clients"] == 1 and r2["fit_failures"] == 1
-    assert r2["device_errors"] == ["device 1001: disk full on the gateway"]
+    [line] = r2["device_errors"]
+    assert line.startswith("device 1001: ") and "disk full on the gateway" in line
 
 
 def test_too_few_updates_fail_the_run_with_one_line(tmp_path):
@@ -55,22 +56,35 @@ def test_too_few_updates_fail_the_run_with_one_line(tmp_path):
         run_experiment(cfg, tmp_path / "run", wrap=_failing("1001", "fit", 2))
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert doc["status"] == "failed" and "at least 2 needed" in doc["error"]
-    assert "device 1001: disk full on the gateway" in doc["error"]
+    assert "device 1001: " in doc["error"] and "disk full on the gateway" in doc["error"]
     assert [r["round"] for r in doc["rounds"]] == [1]  # the completed round is kept
 
 
-def test_devices_with_different_columns_stop_the_run(tmp_path, monkeypatch):
-    import fedids.device.data as device_data
+def test_devices_with_different_columns_stop_the_run(tmp_path):
+    """Each device reads its own file; one has a text cell in a numeric column, so it reads
+    that column as a category: the server names the column and both readings."""
+    from fedids.config import compose_config, to_plain
 
-    real = device_data.spec_digest
-    monkeypatch.setattr(
-        device_data,
-        "spec_digest",
-        lambda table: real(table) + ("x" if "partition 1" in table.source else ""),
+    rows = [f"{i},{i * 2},{'dos' if i % 3 == 0 else 'normal'}" for i in range(200)]
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("\n".join(["a,b,label", *rows]) + "\n")
+    rows[50] = "50,x,normal"
+    bad.write_text("\n".join(["a,b,label", *rows]) + "\n")
+    cfg = to_plain(
+        compose_config(
+            {
+                "mode": "plain",
+                "hydra-overrides": f"dataset=csv dataset.path={good} dataset.label_column=label "
+                "dataset.classes=[normal,dos]",
+            }
+        )
     )
-    cfg = small_cfg(mode="plain")
-    with pytest.raises(RuntimeError, match="disagree on the input columns"):
-        run_experiment(cfg, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="disagree on the input columns") as err:
+        run_experiment(
+            cfg, tmp_path / "run", node_configs=[{"data-path": str(good)}, {"data-path": str(bad)}]
+        )
+    assert "b=categorical" in str(err.value) and "b=numeric" in str(err.value)
+    assert "numeric_columns" in str(err.value)
 
 
 def test_summary_table_lists_rounds(tmp_path):
@@ -119,3 +133,16 @@ def test_client_manager_wait_is_bounded():
 
     with pytest.raises(RuntimeError, match="min_available_clients=3"):
         BoundedClientManager(timeout=1).wait_for(3)
+
+
+def test_a_simulation_smaller_than_the_minimum_fails_at_once(tmp_path):
+    cfg = small_cfg(mode="plain")
+    cfg["federation"]["min_available_clients"] = 3
+    from fedids.preflight import PreflightError
+
+    with pytest.raises(
+        PreflightError, match="min_available_clients=3 but the federation has only 2"
+    ):
+        run_experiment(cfg, tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert doc["status"] == "failed" and "min_available_clients=3" in doc["error"]

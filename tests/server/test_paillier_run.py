@@ -53,8 +53,8 @@ def test_paillier_run_matches_plain(paillier_run, tmp_path):
 
 
 ALLOWED_METRICS = {
-    "pubkey_n", "fingerprint", "spec_digest", "eval", "class_names", "decrypt_seconds",
-    "train_seconds", "encrypt_seconds", "report_round", "report",
+    "pubkey_n", "fingerprint", "spec_digest", "spec_kinds", "eval", "class_names",
+    "decrypt_seconds", "train_seconds", "encrypt_seconds", "report_round", "report",
 }  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""Canary app for the signed-bundle tests (never part of fedids itself)."""
