@@ -39,7 +39,7 @@ PHASE_STATS = "stats"
 PHASE_TRAIN = "train"
 PHASE_EVALUATE = "evaluate"
 PHASE_REPORT = "report"
-PHASE_REBIND = "rebind"  # buffered Paillier runs: re-encrypt the last update for a later version
+PHASE_REBIND = "rebind"  # buffered runs: re-base the last update on a later version
 PHASES = (PHASE_STATS, PHASE_TRAIN, PHASE_EVALUATE, PHASE_REPORT, PHASE_REBIND)
 
 #: payload kinds (the same numbers as :class:`fedids.crypto.codec.Binding` kinds)
