@@ -7,9 +7,12 @@ slowed on the device side (``aggregation.slowdown``: after each fit it sleeps
 ``(factor - 1)`` x what the fit took), so its slowness is wall-clock time the server sees,
 and mostly sleep: on a shared machine the slowdown dominates the compute noise.
 
-Both runs make the same number of aggregations (``--rounds``; sync rounds, buffered
-versions) unless ``--buffered-rounds`` says otherwise. Training is set to converge within the
-run (``local_epochs=2 train.lr=0.01``: ``TRAINING``), so that final figures are comparable.
+Both runs do the same training work: as many device updates aggregated. A sync round holds
+every device's update; a buffered version holds ``devices - 0.5`` on average here (with
+``max_staleness: 1`` the slow device is in every second version), so the buffered run makes
+``round(rounds x devices / (devices - 0.5))`` versions (``--buffered-rounds`` overrides).
+Training is set to converge within the run (``local_epochs=2 train.lr=0.01``:
+``TRAINING``), so that final figures are comparable.
 
 Simulated speeds: every device's training is padded by sleep to ``--base-seconds`` (3 s;
 the slow device: ``factor x`` that), or ``factor x`` its real training time if longer, so the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -58,7 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--rounds", type=int, default=16, help="aggregations of each run")
     p.add_argument(
-        "--buffered-rounds", type=int, default=None, help="buffered versions (default: --rounds)"
+        "--buffered-rounds",
+        type=int,
+        default=None,
+        help="buffered versions (default: as many device updates as the sync run)",
     )
     p.add_argument("--data", type=Path, default=None, help="a TON_IoT telemetry CSV")
     p.add_argument("--classification", choices=("multi", "binary"), default="multi")
@@ -172,10 +179,24 @@ def run_one(args, aggregation: str, rounds: int, data: str, workdir: Path, tag: 
     return out
 
 
+def equal_work_versions(rounds: int, devices: int) -> int:
+    """Buffered versions aggregating about as many device updates as ``rounds`` sync rounds
+    (one slow device in every second version: ``devices - 0.5`` updates per version)."""
+    return max(1, round(rounds * devices / (devices - 0.5)))
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median over repeats, a repeat that never got there counting as infinitely late."""
+    if not values:
+        return None
+    m = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(m) else m
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data, data_label = data_overrides(args)
-    buffered_rounds = args.buffered_rounds or args.rounds
+    buffered_rounds = args.buffered_rounds or equal_work_versions(args.rounds, args.devices)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fedids-stragglers-"))
     pairs = []
     for i in range(args.repeats):
@@ -212,8 +233,7 @@ def report(args, pairs: list[dict], data_label: str, buffered_rounds: int) -> di
         entry = dict(runs[0])
         if len(runs) > 1:
             for key in ("time_to_target_s", "final_macro_f1", "training_seconds"):
-                values = [r[key] for r in runs if r[key] is not None]
-                entry[key] = statistics.median(values) if values else None
+                entry[key] = median_or_none([r[key] for r in runs])
             entry["repeats"] = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
         doc[agg] = entry
     s, b = doc["sync"], doc["buffered"]

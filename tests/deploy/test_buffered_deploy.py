@@ -8,11 +8,10 @@ join the next version with staleness 1; every version is evaluated by all three 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO
+from deploy_helpers import REPO, device_config, explain, metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -22,18 +21,15 @@ SMALL = "dataset.rows=20000 local_epochs=2 model.hidden=[16] encoding.bins=8"
 
 
 def test_buffered_paillier_deployment_with_a_slow_supernode(
-    federation, device_keys: Path, tmp_path: Path
+    federation, device_keys: Path, device_fingerprint: str, tmp_path: Path
 ) -> None:
-    from fedids.crypto.keys import fingerprint, load_public_key
-
     fed = federation()
-    fed.add_nodes([0, 1, 2], 3, extra_config={"key-dir": str(device_keys)})
+    fed.add_nodes([0, 1, 2], 3, extra_config=device_config(device_keys))
     fed.wait_online(3)
-    fp = fingerprint(load_public_key(device_keys))
     hydra = " ".join(
         [
             SMALL,
-            f"mode.expected_fingerprint={fp}",
+            f"mode.expected_fingerprint={device_fingerprint}",
             "mode.max_multiplier=4",
             "aggregation.slowdown={2:6.0}",
             "federation.min_available_clients=3",
@@ -47,11 +43,9 @@ def test_buffered_paillier_deployment_with_a_slow_supernode(
         f"hydra-overrides='{hydra}'"
     )
     result = fed.run(REPO, rc, timeout=900)
-    logs = "\n".join(f"--- {p.name}\n{p.log(3000)}" for p in [fed.superlink, *fed.nodes] if p)
-    explain = f"rc={result.returncode} after {result.seconds:.0f}s\n{result.output[-6000:]}\n{logs}"
-    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain
-    assert fed.status(result)["status"] == "finished:completed", explain
-    doc = json.loads((tmp_path / "buffered" / "metrics.json").read_text())
+    assert result.returncode == 0 and "[SUMMARY]" in result.output, explain(result, fed)
+    assert fed.status(result)["status"] == "finished:completed", explain(result, fed)
+    doc = metrics(tmp_path, "buffered")
     assert doc["status"] == "completed" and doc["mode"] == "paillier", doc.get("error")
     assert doc["aggregation"]["name"] == "buffered" and doc["aggregation"]["buffer_size"] == 2
     rounds = doc["rounds"]
