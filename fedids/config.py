@@ -46,6 +46,7 @@ RUN_CONFIG_KEYS: dict[str, tuple[str, bool]] = {
     "local-epochs": ("local_epochs", False),
     "classification": ("classification", True),
     "mode": ("mode", True),
+    "aggregation": ("aggregation", True),
     "run-dir": ("run_dir", False),
     "run-name": ("run_name", False),
 }

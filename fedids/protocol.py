@@ -39,7 +39,8 @@ PHASE_STATS = "stats"
 PHASE_TRAIN = "train"
 PHASE_EVALUATE = "evaluate"
 PHASE_REPORT = "report"
-PHASES = (PHASE_STATS, PHASE_TRAIN, PHASE_EVALUATE, PHASE_REPORT)
+PHASE_REBIND = "rebind"  # buffered runs: re-base the last update on a later version
+PHASES = (PHASE_STATS, PHASE_TRAIN, PHASE_EVALUATE, PHASE_REPORT, PHASE_REBIND)
 
 #: payload kinds (the same numbers as :class:`fedids.crypto.codec.Binding` kinds)
 KIND_MODEL = 1
@@ -79,6 +80,8 @@ class Instruction:
     run_path: str
     report_round: int
     report_payload: bytes | None
+    base_version: int  # rebind: the version the update was trained on
+    evaluate_base: bool  # buffered fit: also evaluate the version it trains on
 
 
 def _int(config: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -113,6 +116,8 @@ def read_config(config: Mapping[str, Any], default_phase: str) -> Instruction:
         run_path=run_path,
         report_round=_int(config, "report_round", 0, 0, MAX_ROUND),
         report_payload=payload if payload else None,
+        base_version=_int(config, "base_version", 0, 0, MAX_ROUND),
+        evaluate_base=config.get("evaluate_base", False) is True,
     )
 
 

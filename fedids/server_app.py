@@ -88,9 +88,9 @@ def make_server(
 ) -> FedIDSServer:
     """Everything a run needs on the server side, from a composed (plain) config."""
     if recorder is None:
-        recorder = RunRecorder(
-            run_path, cfg, header=run_header(cfg, run_path.name, **(header_extra or {}))
-        )
+        extra = {"aggregation": {"name": (cfg.get("aggregation") or {}).get("name", "sync")}}
+        extra.update(header_extra or {})
+        recorder = RunRecorder(run_path, cfg, header=run_header(cfg, run_path.name, **extra))
     strategy = build_strategy(cfg, run_id, simulation=simulation)
     plan = RunPlan(
         run_id=run_id,
@@ -108,13 +108,20 @@ def make_server(
     def check_devices(n: int) -> None:
         check_federation(cfg, n)
 
-    return FedIDSServer(
+    servers: dict[str, Any] = dict(
         client_manager=client_manager,
         strategy=strategy,
         plan=plan,
         recorder=recorder,
         check_devices=check_devices if simulation else None,
     )
+    aggregation = dict(cfg.get("aggregation") or {"name": "sync"})
+    if aggregation["name"] == "buffered":
+        from fedids.server.buffered import BufferedFedIDSServer
+
+        timeout = float(cfg["federation"]["round_timeout"])
+        return BufferedFedIDSServer(aggregation=aggregation, round_timeout=timeout, **servers)
+    return FedIDSServer(**servers)
 
 
 def server_fn(context: Context) -> ServerAppComponents:

@@ -40,22 +40,10 @@ class PlainFedAvg(FedIDSStrategyBase):
         seen: set[str] = set()
         for proxy, res in results:
             cid = str(proxy.cid)
-            reason = None
             if cid in seen:
-                reason = "second update from the same device in this round"
-            elif not 1 <= int(res.num_examples) <= self.max_num_examples:
-                reason = (
-                    f"num_examples={res.num_examples} outside [1, {self.max_num_examples}] "
-                    "(federation.max_num_examples)"
-                )
-            arrays: list[np.ndarray] = []
-            if reason is None:
-                try:
-                    arrays = parameters_to_ndarrays(res.parameters)
-                except Exception:  # noqa: BLE001 - the device's fault
-                    reason = "parameters do not decode as numpy arrays"
-            if reason is None:
-                reason = self._check_weights(arrays)
+                arrays, reason = [], "second update from the same device in this round"
+            else:
+                arrays, reason = self.check_update(res)
             if reason is not None:
                 self._reject("update", server_round, cid, reason)
                 continue
@@ -70,19 +58,37 @@ class PlainFedAvg(FedIDSStrategyBase):
             server_round,
             failures,
         )
-        total = sum(n for _, n in accepted)
-        avg = [
-            np.sum([a[i].astype(np.float64) * (n / total) for a, n in accepted], axis=0).astype(
-                np.float32
-            )
-            for i in range(len(accepted[0][0]))
-        ]
-        if self._shapes is None:
-            self._shapes = [a.shape for a in avg]
-        return ndarrays_to_parameters(avg), {
+        return self.weighted_average(accepted), {
             "fit_clients": len(accepted),
             "rejected": len(self.last_rejections),
         }
+
+    def check_update(self, res: FitRes) -> tuple[list[np.ndarray], str | None]:
+        """One update's weights, or why they cannot be averaged (also used by buffered runs)."""
+        if not 1 <= int(res.num_examples) <= self.max_num_examples:
+            return [], (
+                f"num_examples={res.num_examples} outside [1, {self.max_num_examples}] "
+                "(federation.max_num_examples)"
+            )
+        try:
+            arrays = parameters_to_ndarrays(res.parameters)
+        except Exception:  # noqa: BLE001 - the device's fault
+            return [], "parameters do not decode as numpy arrays"
+        return arrays, self._check_weights(arrays)
+
+    def weighted_average(self, weighted: list[tuple[list[np.ndarray], int]]) -> Parameters:
+        """Sum of ``weights * arrays`` over the total weight (sample counts, times staleness
+        multipliers in a buffered run), in float64, returned as float32."""
+        total = sum(n for _, n in weighted)
+        avg = [
+            np.sum([a[i].astype(np.float64) * (n / total) for a, n in weighted], axis=0).astype(
+                np.float32
+            )
+            for i in range(len(weighted[0][0]))
+        ]
+        if self._shapes is None:
+            self._shapes = [a.shape for a in avg]
+        return ndarrays_to_parameters(avg)
 
     def _check_weights(self, arrays: list[np.ndarray]) -> str | None:
         if not arrays or any(a.dtype != np.float32 for a in arrays):

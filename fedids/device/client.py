@@ -21,8 +21,10 @@ from flwr.client import NumPyClient
 
 from fedids import protocol
 from fedids.device import data as device_data
+from fedids.device.buffered import evaluate_base, rebind_update, remember_update
 from fedids.device.channel import PaillierChannel, PlainChannel
 from fedids.device.policy import DevicePolicy, PolicyError
+from fedids.device.slowdown import pause_for_slowdown
 from fedids.device.state import DeviceState, Setup
 from fedids.model import get_weights, set_weights
 from fedids.task import confusion, train
@@ -181,12 +183,16 @@ class FedIDSClient(NumPyClient):
         ins = protocol.read_config(config, protocol.PHASE_TRAIN)
         if ins.phase == protocol.PHASE_STATS:
             return self._stats(parameters, ins)
+        if ins.phase == protocol.PHASE_REBIND:
+            return rebind_update(self, parameters, config, ins)
         if ins.phase != protocol.PHASE_TRAIN or ins.round < 1:
             raise protocol.ProtocolError(f"fit with phase {ins.phase!r} round {ins.round}")
         t0 = time.perf_counter()
         metrics: dict[str, Any] = {}
         if ins.report_payload is not None:
             metrics.update(self._report(ins))
+        if ins.evaluate_base and ins.round > 1:
+            metrics.update(evaluate_base(self, parameters, config, ins.round))
         if ins.round == 1:
             setup, model = self._begin(parameters, ins)
         else:
@@ -221,6 +227,7 @@ class FedIDSClient(NumPyClient):
             weights, share=share, round_=ins.round, base_version=ins.round - 1
         )
         metrics.update(channel.metrics())
+        remember_update(self, weights, round_=ins.round, base_version=ins.round - 1)
         metrics.update(
             {
                 "train_seconds": train_s,
@@ -228,6 +235,9 @@ class FedIDSClient(NumPyClient):
                 "decrypt_seconds": receive_s,
             }
         )
+        slept = pause_for_slowdown(self.cfg, self.partition_id, train_s)
+        if slept:
+            metrics["slowdown_seconds"] = slept
         if self.mode == "plain":
             metrics["partition_id"] = self.partition_id
             return arrays, len(self.table.train), metrics

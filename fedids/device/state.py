@@ -90,6 +90,16 @@ class DeviceState:
         arrays = self._state.array_records[_PREVIOUS].to_numpy_ndarrays()
         return int(rec["global_round"]), arrays
 
+    # -- named arrays (e.g. the last trained weights, kept for a buffered re-bind) -----------
+    def save_arrays(self, name: str, arrays: list[np.ndarray]) -> None:
+        self._state[f"fedids.{name}"] = ArrayRecord([np.asarray(a) for a in arrays])
+
+    def load_arrays(self, name: str) -> list[np.ndarray] | None:
+        key = f"fedids.{name}"
+        if key not in self._state:
+            return None
+        return self._state.array_records[key].to_numpy_ndarrays()
+
     # -- what the device already sent (so a retried message is answered consistently) -------
     def mark(self, key: str, value: int | str) -> None:
         self._record()[key] = value

@@ -125,6 +125,7 @@ class FedIDSServer(Server):
         self.class_names: list[str] | None = None
         self._costs: dict[int, RoundCosts] = {}
         self._pending_report: int | None = None  # round whose encrypted totals await a report
+        self._run_started = time.perf_counter()  # reset when the run starts (elapsed_seconds)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _config(self, phase: str, server_round: int, **extra: Any) -> dict[str, Any]:
@@ -254,6 +255,7 @@ class FedIDSServer(Server):
         if parameters is None:
             raise RuntimeError(f"round {server_round}: nothing was aggregated")
         self.parameters = parameters
+        costs.extra["elapsed_seconds"] = time.perf_counter() - self._run_started
         costs.upload_bytes = [payload_bytes(r.parameters, r.metrics) for _, r in results]
         costs.download_bytes = sum(len(t) for t in parameters.tensors)
         costs.fit_clients = int(metrics.get("fit_clients", len(results)))
@@ -384,6 +386,14 @@ class FedIDSServer(Server):
         )
 
     # -- the run -----------------------------------------------------------------------------------
+    def _rounds(self, num_rounds: int, timeout: float | None) -> None:
+        """Synchronous FedAvg rounds (the buffered server replaces this part only)."""
+        for server_round in range(1, num_rounds + 1):
+            log.info("[ROUND %d]", server_round)
+            self.train_round(server_round, timeout)
+            self.evaluate_round(server_round, timeout)
+        self.final_report(timeout)
+
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         if self.plan.write_report:
             from fedids.report import preload
@@ -408,18 +418,14 @@ class FedIDSServer(Server):
 
     def _run(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         history = History()
-        start = time.perf_counter()
+        start = self._run_started = time.perf_counter()
         log.info("statistics phase (%d pass(es)) before round 1", self.plan.stats_passes)
         setup_timeout = self.plan.setup_timeout or timeout
         if timeout is not None and setup_timeout is not None:
             setup_timeout = max(setup_timeout, timeout)
         self.statistics_phase(setup_timeout)
         self.recorder.header["setup_seconds"] = time.perf_counter() - start
-        for server_round in range(1, num_rounds + 1):
-            log.info("[ROUND %d]", server_round)
-            self.train_round(server_round, timeout)
-            self.evaluate_round(server_round, timeout)
-        self.final_report(timeout)
+        self._rounds(num_rounds, timeout)
         warning = quality_warning(
             self.recorder.rounds, synthetic=bool(self.recorder.header.get("synthetic_data"))
         )
