@@ -118,12 +118,16 @@ def run(args: argparse.Namespace) -> int:
         k100_values=args.k100_values,
     )
     # per-round INFO lines of the strategy would drown the table; warnings still show
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    flwr_logger.setLevel(logging.WARNING)
     try:
         result = run_bench(settings, say=lambda msg: print(msg, file=sys.stderr, flush=True))
     except PeersUnavailable as exc:
         print(f"fedids bench: {exc}", file=sys.stderr)
         return 2
+    finally:
+        flwr_logger.setLevel(level)  # callers in the same process keep their log lines
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")

@@ -316,7 +316,13 @@ class Federation:
     # --- tear-down -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the SuperNodes, then the SuperLink, then anything else of this group, by PID."""
+        """Stop the SuperNodes, then the SuperLink, then anything else of this group, by PID.
+
+        Server-side run processes go first (``flwr run --stream`` CLIs, ``flwr-serverapp``):
+        an open log stream keeps the SuperLink's HTTP server waiting for it to close (45 s
+        measured) before it exits.
+        """
+        end_run_processes(self.group, self.daemons(), spare=self.nodes)
         for node in self.nodes:  # SuperNodes take 2-3 s each to stop: stop them together
             node.begin_stop()
         for node in self.nodes:

@@ -36,7 +36,7 @@ def test_buffered_paillier_deployment_with_a_slow_supernode(
             "federation.round_timeout=600",  # also the TTL of every Flower message
         ]
     )
-    versions = 4
+    versions = 3
     rc = (
         f"num-server-rounds={versions} run-dir='{tmp_path}' run-name='buffered' "
         f"mode='paillier' aggregation='buffered' classification='binary' "

@@ -40,9 +40,12 @@ class _Lines(logging.Handler):
 def flower_log():
     handler = _Lines()
     logger = logging.getLogger("flwr")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # whatever an earlier test in this process left it at
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def _simulated_grid(num_nodes: int) -> InMemoryGrid:

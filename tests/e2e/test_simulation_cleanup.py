@@ -100,7 +100,7 @@ def test_too_few_simulated_devices_fail_at_once_and_leave_nothing(link, tmp_path
 
 def test_flwr_stop_ends_the_simulation_within_seconds(link, tmp_path):
     run = BackgroundRun(
-        link, f"num-server-rounds=50 run-dir='{tmp_path}' hydra-overrides='{SMALL}'"
+        link, f"num-server-rounds=1000 run-dir='{tmp_path}' hydra-overrides='{SMALL}'"
     )
     run_id = run.wait_until_training()
     before = labels(link.run_processes())
@@ -124,7 +124,7 @@ def test_sigint_to_flwr_run_stops_the_run_and_its_processes(link, tmp_path):
     """Ctrl-C on ``flwr run --stream`` only detaches the CLI in Flower (the run goes on);
     the link stops the run and ends its processes."""
     run = BackgroundRun(
-        link, f"num-server-rounds=50 run-dir='{tmp_path}' hydra-overrides='{SMALL}'"
+        link, f"num-server-rounds=1000 run-dir='{tmp_path}' hydra-overrides='{SMALL}'"
     )
     run_id = run.wait_until_training()
     cli = [pid for pid, _ in link.run_processes() if label(pid) == "flwr"]
@@ -141,7 +141,7 @@ def test_ctrl_c_on_fedids_demo_leaves_nothing(tmp_path):
     tag = secrets.token_hex(8)
     out = tmp_path / "demo.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{TEST_TAG: tag})
-    cmd = [sys.executable, "-m", "fedids.cli", "demo", "--mode", "plain", "--rounds", "50"]
+    cmd = [sys.executable, "-m", "fedids.cli", "demo", "--mode", "plain", "--rounds", "1000"]
     cmd += ["--no-alerts", "--run-dir", str(tmp_path / "runs"), "--hydra-overrides", SMALL]
     with open(out, "w") as log:
         demo = subprocess.Popen(
