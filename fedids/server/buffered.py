@@ -36,7 +36,6 @@ import logging
 import queue
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,13 +43,13 @@ from flwr.common import (
     Code,
     EvaluateIns,
     FitIns,
-    Parameters,
     parameters_to_ndarrays,
 )
-from flwr.server.client_proxy import ClientProxy
 
 from fedids import protocol
 from fedids.server import buffer_rule as rule
+from fedids.server.buffer_state import Call, DeviceState, Event, Version
+from fedids.server.buffered_eval import BufferedEvaluation
 from fedids.server.loop import FedIDSServer, payload_bytes
 from fedids.server.records import RoundCosts
 from strategies.buffered_fedavg import (
@@ -67,57 +66,7 @@ log = logging.getLogger("fedids.server")
 MAX_WAIT_SECONDS = 1.0
 
 
-@dataclass
-class _Device:
-    proxy: ClientProxy
-    busy: bool = False  # a job is queued or running
-    base: int | None = None  # version its latest fit was sent with
-    fit_sent: float | None = None  # a fit is on its way since (None: none)
-    evaluated: int = 0  # every version up to this one is (being) evaluated
-    reported: set[int] = field(default_factory=set)
-    rebind_base: int | None = None  # its late update awaits re-basing (trained on this base)
-    rebind_sent: float | None = None  # a re-based update is on its way since
-
-    @property
-    def cid(self) -> str:
-        return str(self.proxy.cid)
-
-
-@dataclass
-class _Version:
-    number: int
-    parameters: Parameters
-    evals: list[tuple[ClientProxy, Any]] = field(default_factory=list)
-    eval_failures: list[Any] = field(default_factory=list)
-    eval_seconds: list[float] = field(default_factory=list)
-    evaluated: bool = False  # every device answered (or failed)
-    recorded: bool = False
-    reports: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Call:
-    kind: str  # "fit" | "rebind" | "evaluate" | "report"
-    version: int  # fit/rebind: the base version; evaluate/report: the version
-    ins: Any
-    bound_to: int = 0  # fit/rebind: the version the update is encrypted for
-    evaluates: int = 0  # fit/rebind: the version it also evaluates in the same message (0: none)
-
-    @property
-    def method(self) -> str:
-        return "fit" if self.kind in ("fit", "rebind") else "evaluate"
-
-
-@dataclass(frozen=True)
-class _Event:
-    device: _Device
-    call: _Call | None  # None: the job is done
-    result: Any = None
-    failure: Any = None
-    seconds: float = 0.0
-
-
-class BufferedFedIDSServer(FedIDSServer):
+class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
     """The fedids run with buffered (FedBuff/BFL) aggregation instead of synchronous rounds."""
 
     def __init__(
@@ -154,17 +103,17 @@ class BufferedFedIDSServer(FedIDSServer):
         if not instructions:
             raise RuntimeError("round 1: no devices available to train")
         proxies = sorted((p for p, _ in instructions), key=lambda p: str(p.cid))
-        self.devices: dict[str, _Device] = {str(p.cid): _Device(p) for p in proxies}
+        self.devices: dict[str, DeviceState] = {str(p.cid): DeviceState(p) for p in proxies}
         self.settings = rule.BufferSettings.from_config(
             self.aggregation,
             num_devices=len(self.devices),
             min_updates=int(self.strategy.min_fit_clients),
         )
         self.times = rule.ResponseTimes(self.settings.smoothing)
-        self.events: queue.Queue[_Event] = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
         self.version = 0
         self.version_made = time.perf_counter()
-        self.versions: dict[int, _Version] = {}
+        self.versions: dict[int, Version] = {}
         self.buffer: dict[str, BufferedUpdate] = {}
         self._pending_costs = RoundCosts(1, self.version_made)  # failures until the next version
         self.recorder.header["aggregation"] = {
@@ -198,7 +147,7 @@ class BufferedFedIDSServer(FedIDSServer):
         for dev in self.devices.values():
             if dev.busy:
                 continue
-            calls: list[_Call] = []
+            calls: list[Call] = []
             rebind = dev.rebind_base is not None
             fit = not rebind and (
                 self.version < self.num_versions
@@ -212,7 +161,7 @@ class BufferedFedIDSServer(FedIDSServer):
             for u in range(dev.evaluated + 1, separately + 1):
                 config = self._config(protocol.PHASE_EVALUATE, u, final=u == self.num_versions)
                 ins = EvaluateIns(self.versions[u].parameters, config)
-                calls.append(_Call("evaluate", u, ins))
+                calls.append(Call("evaluate", u, ins))
             evaluates = self.version if carried and self.version > dev.evaluated else 0
             dev.evaluated = self.version
             if rebind:
@@ -227,14 +176,14 @@ class BufferedFedIDSServer(FedIDSServer):
                     **self._report_request_for(dev),
                 )
                 ins = FitIns(self.parameters, config)
-                call = _Call("fit", self.version, ins, self.version + 1, evaluates=evaluates)
+                call = Call("fit", self.version, ins, self.version + 1, evaluates=evaluates)
                 calls.append(call)
                 dev.base, dev.fit_sent = self.version, now
             if calls:
                 dev.busy = True
                 self.pool.submit(self._job, dev, calls)
 
-    def _rebind_call(self, dev: _Device, evaluates: int) -> _Call:
+    def _rebind_call(self, dev: DeviceState, evaluates: int) -> Call:
         """A late update: the device re-bases it on the current version (sent along, and
         evaluated in the same message) and sends it for the version now open."""
         base, target = int(dev.rebind_base or 0), self.version + 1
@@ -247,15 +196,15 @@ class BufferedFedIDSServer(FedIDSServer):
         )
         dev.rebind_base, dev.rebind_sent = None, time.perf_counter()
         ins = FitIns(self.parameters, config)
-        return _Call("rebind", base, ins, bound_to=target, evaluates=evaluates)
+        return Call("rebind", base, ins, bound_to=target, evaluates=evaluates)
 
-    def _job(self, dev: _Device, calls: list[_Call]) -> None:
+    def _job(self, dev: DeviceState, calls: list[Call]) -> None:
         """Run one device's calls in order (a worker thread); every outcome becomes an event."""
         failed = False
         for call in calls:
             if failed:
                 skipped = RuntimeError("not asked: an earlier call to this device failed")
-                self.events.put(_Event(dev, call, failure=(dev.proxy, skipped)))
+                self.events.put(Event(dev, call, failure=(dev.proxy, skipped)))
                 continue
             t0 = time.perf_counter()
             try:
@@ -266,8 +215,8 @@ class BufferedFedIDSServer(FedIDSServer):
             except Exception as exc:  # noqa: BLE001 - a device's failure, reported by the loop
                 res, failure = None, (dev.proxy, exc)
             failed = failure is not None
-            self.events.put(_Event(dev, call, res, failure, time.perf_counter() - t0))
-        self.events.put(_Event(dev, None))
+            self.events.put(Event(dev, call, res, failure, time.perf_counter() - t0))
+        self.events.put(Event(dev, None))
 
     def _wait_and_handle(self) -> None:
         wait = self._seconds_to_wake()
@@ -283,7 +232,7 @@ class BufferedFedIDSServer(FedIDSServer):
                 return
             self._handle(event)
 
-    def _handle(self, ev: _Event) -> None:
+    def _handle(self, ev: Event) -> None:
         if ev.call is None:
             ev.device.busy = False
         elif ev.call.kind in ("fit", "rebind"):
@@ -301,16 +250,16 @@ class BufferedFedIDSServer(FedIDSServer):
             self._on_report(ev.device, (ev.result.metrics or {}))
 
     @staticmethod
-    def _evaluation_in(ev: _Event) -> _Event:
+    def _evaluation_in(ev: Event) -> Event:
         """The evaluation a fit carried (of the version it trained on), as its own event."""
         metrics = ev.result.metrics or {}
         if metrics.get("eval_round") != ev.call.evaluates or "eval" not in metrics:
             missing = RuntimeError("its fit carried no evaluation of the version it trained on")
-            return _Event(ev.device, ev.call, failure=(ev.device.proxy, missing))
-        return _Event(ev.device, ev.call, ev.result, seconds=-1.0)  # no call of its own
+            return Event(ev.device, ev.call, failure=(ev.device.proxy, missing))
+        return Event(ev.device, ev.call, ev.result, seconds=-1.0)  # no call of its own
 
     # -- updates ---------------------------------------------------------------------------------
-    def _on_update(self, ev: _Event, call: _Call) -> None:
+    def _on_update(self, ev: Event, call: Call) -> None:
         """A trained (or re-based) update arrived: buffer it, have it re-based, or reject it."""
         dev, base, open_version = ev.device, call.version, self.version + 1
         if call.kind == "fit":
@@ -442,7 +391,7 @@ class BufferedFedIDSServer(FedIDSServer):
         self._pending_costs = RoundCosts(new + 1, made)
         self.buffer.clear()
         self.version, self.parameters, self.version_made = new, parameters, made
-        self.versions[new] = _Version(new, parameters)
+        self.versions[new] = Version(new, parameters)
         log.info(
             "[ROUND %d] buffered aggregate of %d update(s) (%s; staleness %s)",
             new,
@@ -467,108 +416,3 @@ class BufferedFedIDSServer(FedIDSServer):
             f"{len(self.devices)} device(s), at least {int(self.strategy.min_fit_clients)} "
             "needed" + (f". Failed or rejected: {errors}" if errors else "")
         )
-
-    # -- evaluation and reports ----------------------------------------------------------------
-    def _on_evaluate(self, ev: _Event, version: int) -> None:
-        v = self.versions[version]
-        if ev.failure is not None:
-            v.eval_failures.append(ev.failure)
-        else:
-            v.evals.append((ev.device.proxy, ev.result))
-            if ev.seconds >= 0:
-                v.eval_seconds.append(ev.seconds)
-        if len(v.evals) + len(v.eval_failures) < len(self.devices):
-            return
-        v.evals.sort(key=lambda item: str(item[0].cid))
-        costs = self._costs[v.number]
-        self._log_failures("evaluation", v.number, v.eval_failures, costs)
-        costs.evaluate_clients = len(v.evals)
-        costs.evaluate_failures = len(v.eval_failures)
-        costs.extra["evaluate_call_seconds"] = (
-            sum(v.eval_seconds) / len(v.eval_seconds) if v.eval_seconds else 0.0
-        )
-        costs.evaluate_decrypt_seconds = [
-            float(r.metrics.get("decrypt_seconds", 0.0)) for _, r in v.evals
-        ]
-        self._note_classes([r.metrics for _, r in v.evals])
-        self.strategy.aggregate_evaluate(v.number, v.evals, v.eval_failures)
-        v.evaluated = True
-        if v.number < self.version:
-            v.parameters = Parameters(tensors=[], tensor_type="")  # every device has it now
-        if self.plan.mode == "plain":
-            vec = protocol.read_plain_counts(
-                self.strategy.eval_sums[v.number],
-                kind=protocol.KIND_EVAL,
-                tag=v.number,
-                run_id=protocol.wire_run_id(self.plan.run_id),
-                round=v.number,
-            )
-            self._record_version(v, protocol.read_eval_vector(vec, len(self._classes())))
-
-    def _report_request_for(self, dev: _Device) -> dict[str, Any]:
-        """Paillier: the oldest evaluation sum this device has not decrypted for us yet."""
-        if self.plan.mode == "plain":
-            return {}
-        for v in sorted(self.versions.values(), key=lambda v: v.number):
-            if v.evaluated and not v.recorded and v.number not in dev.reported:
-                dev.reported.add(v.number)
-                return {
-                    "report_round": v.number,
-                    "report_payload": protocol.arrays_to_bytes(self.strategy.eval_sums[v.number]),
-                }
-        return {}
-
-    def _on_report(self, dev: _Device, metrics: Mapping[str, Any]) -> None:
-        u, text = metrics.get("report_round"), metrics.get("report")
-        if not isinstance(u, int) or not isinstance(text, str) or u not in self.versions:
-            return
-        v = self.versions[u]
-        if v.recorded:
-            return
-        v.reports.setdefault(text, []).append(dev.cid)
-        if len(v.reports[text]) * 2 > len(self.devices):  # a majority of the devices agree
-            self._record_report(v)
-
-    def _record_report(self, v: _Version) -> None:
-        text = max(v.reports, key=lambda t: len(v.reports[t]))
-        if len(v.reports) > 1:
-            log.warning(
-                "version %d: devices reported %d different evaluation totals; keeping the one "
-                "most devices reported",
-                v.number,
-                len(v.reports),
-            )
-        self._record_version(v, protocol.eval_totals_from_json(text, len(self._classes())))
-
-    def _report_remaining(self) -> None:
-        """After the last version: every device decrypts the sums nobody has reported yet."""
-        waiting = [v for v in self.versions.values() if not v.recorded and v.evaluated]
-        if not waiting or self.plan.mode == "plain":
-            return
-        for dev in self.devices.values():
-            calls = []
-            for v in waiting:
-                params = Parameters(tensors=[], tensor_type="numpy.ndarray")
-                config = self._config(
-                    protocol.PHASE_REPORT,
-                    v.number,
-                    report_round=v.number,
-                    report_payload=protocol.arrays_to_bytes(self.strategy.eval_sums[v.number]),
-                )
-                calls.append(_Call("report", v.number, EvaluateIns(params, config)))
-            dev.busy = True
-            self.pool.submit(self._job, dev, calls)
-        while any(d.busy for d in self.devices.values()):
-            self._wait_and_handle()
-        for v in waiting:
-            if v.recorded:
-                continue
-            if v.reports:
-                self._record_report(v)
-            else:
-                log.warning("version %d: no device reported the evaluation totals", v.number)
-
-    def _record_version(self, v: _Version, totals: protocol.EvalTotals) -> None:
-        v.recorded = True
-        self._record(v.number, totals)
-        self.recorder.rounds.sort(key=lambda r: r["round"])
