@@ -9,7 +9,6 @@ compares ``ParsedUpdate.binding`` with the run/round/kind it asked for and rejec
 ``digest`` it has already seen in the run; :func:`sum_updates` adds the accepted updates
 (model payloads with integer staleness multipliers ``1 <= m <= max_multiplier``, count
 payloads unweighted) into the aggregate payload the devices decrypt.
-``ciphertext_problem``/``weighted_sum`` are protocol v1, kept until the strategy switches.
 """
 
 from __future__ import annotations
@@ -197,23 +196,3 @@ def sum_updates(
             acc = acc * (c if m == 1 or (has_meta and j == 0) else gmpy2.powmod(c, m, n2)) % n2
         summed.append(int(acc))
     return wire.encode_payload(first.aggregate(binding, len(updates)), summed)
-
-
-def weighted_sum(updates: Sequence[Sequence[int]], weights: Sequence[int], n: int) -> list[int]:
-    """Protocol v1: ``prod_k c_k ** w_k mod n**2`` per position (encrypts ``sum w_k m_k``)."""
-    if not updates or len(updates) != len(weights):
-        raise ValueError("need one weight per update and at least one update")
-    length = len(updates[0])
-    if any(len(u) != length for u in updates):
-        raise ValueError("updates have different lengths")
-    if any(int(w) < 1 for w in weights):
-        raise ValueError("weights must be positive integers")
-    n_mpz = gmpy2.mpz(n)
-    n2 = n_mpz * n_mpz
-    out = []
-    for j in range(length):
-        acc = gmpy2.mpz(1)
-        for update, w in zip(updates, weights, strict=True):
-            acc = acc * gmpy2.powmod(update[j], int(w), n2) % n2
-        out.append(int(acc))
-    return out

@@ -29,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eaas",
         help="serve Encryption as a Service (holds only the public key)",
         description=(
-            "HTTP(S) service: POST /v1/encrypt with a bearer token and the plain weights, "
-            "get back the Paillier wire arrays the aggregator expects. It sees that device's "
-            "plaintext update, so run it on the device's side; it can decrypt nothing."
+            "HTTP(S) service: POST /v2/encrypt with a bearer token, the plain weights and the "
+            "device's share and binding tag, get back the Paillier wire arrays the aggregator "
+            "expects. It sees that device's plaintext update, so run it on the device's side; "
+            "it can decrypt nothing."
         ),
     )
     p.add_argument("--key-dir", required=True, help="directory (or file) with public.json")

@@ -6,9 +6,6 @@ server only adds (or multiplies by small integer staleness multipliers); the dev
 the sum by the encrypted share total. No per-device count travels in the clear and the FedAvg
 weights are exact. :mod:`fedids.crypto.layout` holds the slot layouts and the exact
 no-overflow bound; this module holds the settings and their validation.
-
-``weight_bits`` and the properties marked v1 belong to protocol v1 (``fedids.crypto.legacy``)
-and go away with it.
 """
 
 from __future__ import annotations
@@ -20,16 +17,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from fedids.crypto.binding import Binding, binding_tag, tag_key_from_factors  # noqa: F401
-from fedids.crypto.legacy import (  # noqa: F401  (v1 names, kept for old callers)
-    dequantize,
-    error_bound,
-    integer_weights,
-    pack,
-    quantize,
-    unpack,
-    weight_rounding_term,
-)
-from fedids.crypto.packing import MAX_SLOT_BITS, n_plaintexts
 
 if TYPE_CHECKING:
     from fedids.crypto.layout import CountLayout, ModelLayout
@@ -59,7 +46,6 @@ class CodecParams:
     max_clients: int = 128  # most updates summed into one aggregate (derives headroom)
     max_multiplier: int = 1  # largest integer multiplier the server may apply (staleness)
     count_bits: int = 32  # count vectors: every entry of ONE update is < 2**count_bits
-    weight_bits: int = 7  # v1 only
 
     # -- shared quantities ----------------------------------------------------------------
     @property
@@ -106,22 +92,6 @@ class CodecParams:
             return self.n_model_ciphertexts(n_values)
         return self.n_count_ciphertexts(n_values)
 
-    # -- v1 quantities (protocol v1 only) ----------------------------------------------------
-    @property
-    def slot_bits(self) -> int:
-        return self.value_bits + self.weight_bits
-
-    @property
-    def slots_per_ciphertext(self) -> int:
-        return (self.key_bits - 1) // self.slot_bits
-
-    @property
-    def max_weight_sum(self) -> int:
-        return (1 << self.weight_bits) - 1
-
-    def n_ciphertexts(self, n_values: int) -> int:
-        return n_plaintexts(n_values, self.slots_per_ciphertext)
-
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> CodecParams:
         """Refuse any configuration that could overflow a slot or leave the valid range.
@@ -134,7 +104,6 @@ class CodecParams:
             "max_clients",
             "max_multiplier",
             "count_bits",
-            "weight_bits",
         )
         problems = [
             f"{name} must be an integer, got {getattr(self, name)!r}"
@@ -149,7 +118,6 @@ class CodecParams:
             "max_clients": (1, MAX_CLIENTS_LIMIT),
             "max_multiplier": (1, MAX_MULTIPLIER_LIMIT),
             "count_bits": (1, MAX_COUNT_BITS),
-            "weight_bits": (1, 30),
         }
         for name, (lo, hi) in ranges.items():
             value = getattr(self, name)
@@ -161,10 +129,6 @@ class CodecParams:
             raise CodecConfigError("invalid Paillier codec settings: " + "; ".join(problems))
         for layout in (self.model_layout, self.count_layout):
             problems += layout.problems()
-        if self.slot_bits > MAX_SLOT_BITS:
-            problems.append(
-                f"v1 slots: value_bits + weight_bits = {self.slot_bits} exceeds {MAX_SLOT_BITS}"
-            )
         if problems:
             raise CodecConfigError("Paillier codec could overflow: " + "; ".join(problems))
         return self
@@ -174,7 +138,7 @@ class CodecParams:
         """Build from the ``mode`` config group; only production key sizes are accepted.
 
         Required: key_bits, value_bits, clip, max_clients. Optional: max_multiplier (1),
-        count_bits (32), weight_bits (7, protocol v1 only).
+        count_bits (32).
         """
         try:
             params = cls(
@@ -184,7 +148,6 @@ class CodecParams:
                 max_clients=int(mode["max_clients"]),
                 max_multiplier=int(mode.get("max_multiplier", 1)),
                 count_bits=int(mode.get("count_bits", 32)),
-                weight_bits=int(mode.get("weight_bits", 7)),
             )
         except KeyError as exc:
             raise CodecConfigError(f"mode config lacks {exc.args[0]!r}") from None

@@ -7,7 +7,7 @@ statistics, confusion matrices). :class:`AggregateDecryptor` decrypts the server
 refuses (``WireFormatError``, one line) anything honest contributors cannot have produced:
 another key, codec or binding, a forged or replayed sum, too few contributors, a share total
 or a slot over its bound. Both use the process-wide worker pool unless given one; nothing here
-imports torch or flwr. ``encrypt``/``decrypt`` are protocol v1, kept until callers switch.
+imports torch or flwr.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedids.crypto import legacy, vector, wire
+from fedids.crypto import vector, wire
 from fedids.crypto.binding import Binding, binding_tag, tag_key_from_factors
 from fedids.crypto.codec import CodecParams
 from fedids.crypto.keys import PrivateKey, PublicKey, fingerprint, is_admissible, key_id
@@ -190,21 +190,6 @@ class UpdateEncryptor:
         header = WireHeader.for_update(self.params, binding, c.size, self.key_id)
         return self._seal(plaintexts, header, c.size, 0, t0)
 
-    def encrypt(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Protocol v1: wire arrays of the unweighted weights (the server weights them)."""
-        t0 = time.perf_counter()
-        flat = _flatten(arrays)
-        quanta, clipped = legacy.quantize(flat, self.params)
-        plaintexts = legacy.pack(quanta, self.params)
-        header = legacy.Header.for_update(self.params, flat.size, self.key_id)
-        obfuscators, precomputed = self._store.take(len(plaintexts))
-        ciphertexts = vector.encrypt_many(self.public_key.n, plaintexts, obfuscators)
-        out = legacy.pack_payload(header, ciphertexts)
-        self.last_stats = EncryptStats(
-            flat.size, len(ciphertexts), clipped, precomputed, time.perf_counter() - t0
-        )
-        return out
-
     def close(self) -> None:
         """Drop unused obfuscators (the shared pool stays up for the next round)."""
         self._store.cancel()
@@ -338,36 +323,3 @@ class AggregateDecryptor:
         self._refuse(header, count, min_contributors)
         info = AggregateInfo(contributors=count, share_total=0.0, binding=header.binding)
         return counts.copy(), info
-
-    def decrypt(
-        self, arrays: Sequence[np.ndarray], shapes: Sequence[Sequence[int]]
-    ) -> list[np.ndarray]:
-        """Protocol v1: float32 arrays of ``shapes`` from a v1 aggregate."""
-        header, ciphertexts = legacy.unpack_payload(arrays)
-        header.check_against(self.params)
-        if header.key_id != self.key_id:
-            raise WireFormatError("aggregate was encrypted under another public key")
-        if not header.is_aggregate:
-            raise WireFormatError("payload is a single client update, not an aggregate")
-        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-        if header.n_values != sum(sizes):
-            raise WireFormatError(
-                f"aggregate holds {header.n_values} values, the model has {sum(sizes)}"
-            )
-        n2 = self.private_key.public_key.nsquare
-        if any(not 0 < c < n2 for c in ciphertexts):
-            raise WireFormatError("a ciphertext is out of range [1, n^2)")
-        plaintexts = vector.decrypt_many(self.private_key, ciphertexts, self._pool)
-        try:
-            sums = legacy.unpack(plaintexts, header.n_values, self.params)
-        except ValueError as exc:
-            raise WireFormatError(str(exc)) from None
-        limit = self.params.max_quantized * header.weight_sum
-        if sums.size and (int(sums.max()) > limit):
-            raise WireFormatError("a slot sum exceeds its bound: corrupted or mis-weighted sum")
-        flat = legacy.dequantize(sums, header.weight_sum, self.params).astype(np.float32)
-        out, start = [], 0
-        for shape, size in zip(shapes, sizes, strict=True):
-            out.append(flat[start : start + size].reshape(tuple(shape)).copy())
-            start += size
-        return out

@@ -6,23 +6,20 @@
 
 Fixed width keeps the size independent of the values (no length side channel) and makes
 shape checks meaningful. Flower ships arrays as ``.npy`` bytes, so dtypes survive. Nothing
-here needs a key; this module only (de)serializes and checks structure. Protocol v1's
-``Header``/``pack_payload``/``unpack_payload`` are re-exported from ``fedids.crypto.legacy``
-until their callers switch.
+here needs a key; this module only (de)serializes and checks structure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from fedids.crypto.binding import Binding
 from fedids.crypto.codec import CodecParams
 
-#: "FEDIPAL1" as a big-endian int64: marks a fedids Paillier payload (both versions).
+#: "FEDIPAL1" as a big-endian int64: marks a fedids Paillier payload.
 MAGIC = int.from_bytes(b"FEDIPAL1", "big")
 VERSION = 2
 ROLE_UPDATE = 1
@@ -180,11 +177,6 @@ class WireHeader:
             raise WireFormatError("header mismatch: " + "; ".join(problems))
 
 
-class _HasSize(Protocol):
-    n_ciphertexts: int
-    key_bits: int
-
-
 def ciphertexts_to_array(ciphertexts: Sequence[int], key_bits: int) -> np.ndarray:
     width = 2 * ((key_bits + 7) // 8)
     try:
@@ -194,7 +186,7 @@ def ciphertexts_to_array(ciphertexts: Sequence[int], key_bits: int) -> np.ndarra
     return np.frombuffer(buf, dtype=np.uint8).reshape(len(ciphertexts), width).copy()
 
 
-def array_to_ciphertexts(arr: np.ndarray, header: _HasSize) -> list[int]:
+def array_to_ciphertexts(arr: np.ndarray, header: WireHeader) -> list[int]:
     """Rows back to integers after checking dtype and shape against the header."""
     a = np.asarray(arr)
     width = 2 * ((header.key_bits + 7) // 8)
@@ -234,15 +226,3 @@ def is_encrypted_payload(arrays: Sequence[np.ndarray]) -> bool:
         and body.dtype == np.uint8
         and body.ndim == 2
     )
-
-
-def payload_version(arrays: Sequence[np.ndarray]) -> int | None:
-    """The protocol version of an encrypted payload (``None`` if it is not one)."""
-    if not is_encrypted_payload(arrays) or np.asarray(arrays[0]).shape[0] < 2:
-        return None
-    return int(np.asarray(arrays[0])[1])
-
-
-# protocol v1 (fedids.crypto.legacy), until its callers switch
-from fedids.crypto.legacy import HEADER_LEN as V1_HEADER_LEN  # noqa: E402,F401
-from fedids.crypto.legacy import Header, pack_payload, unpack_payload  # noqa: E402,F401

@@ -4,7 +4,7 @@ Why a separate, dependency-free client: it runs inside ``flwr-clientapp`` on sma
 so it uses only :mod:`urllib` and :mod:`ssl`, and turns every failure into one
 :class:`EaaSError` whose message says what to fix (token, address, certificate, service).
 
-Fallback policy (:func:`encrypt_update`): when a local encryptor is supplied, the device
+Fallback policy (:func:`encrypt_v2`): when a local fallback is supplied, the device
 encrypts locally if the service is unreachable, slow, failing or answers nonsense. A
 rejected token (401/403) is never papered over: that is a configuration error and raises.
 """
@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,19 +40,12 @@ class EaaSError(RuntimeError):
         self.status = status
 
 
-class Encryptor(Protocol):
-    def encrypt(self, weights: list[np.ndarray]) -> list[np.ndarray]: ...
-
-
-def endpoint(url: str, path: str = wire.ENCRYPT_PATH) -> str:
-    """``https://host:port`` or ``.../v1/encrypt`` -> the full URL of ``path``."""
+def endpoint(url: str, path: str = wire.ENCRYPT_V2_PATH) -> str:
+    """``https://host:port`` or ``.../v2/encrypt`` -> the full URL of ``path``."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise EaaSError("rejected", f"EaaS URL must be http(s)://host:port, got {url!r}")
-    base = parsed.path.rstrip("/")
-    for known in (wire.ENCRYPT_PATH, wire.ENCRYPT_V2_PATH):
-        base = base.removesuffix(known)
-    path = base + path
+    path = parsed.path.rstrip("/").removesuffix(wire.ENCRYPT_V2_PATH) + path
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 
@@ -161,29 +154,6 @@ def _answer(
     return arrays
 
 
-def remote_encrypt(
-    url: str,
-    token: str,
-    weights: list[np.ndarray],
-    timeout: float,
-    ca_file: str | Path | None = None,
-    *,
-    expected_fingerprint: str | None = None,
-) -> list[np.ndarray]:
-    """Protocol v1: POST ``weights`` to the EaaS at ``url``; return the wire arrays.
-
-    Raises :class:`EaaSError` naming the cause: wrong token (``auth``), service down or
-    timing out or a TLS failure (``unavailable``), a request the service refused
-    (``rejected``), or a response that is not an encrypted payload, or one made with a
-    different public key than ``expected_fingerprint`` (``bad_response``).
-    The token is sent only in the ``Authorization`` header and appears in no message.
-    """
-    target = endpoint(url)
-    body = wire.dumps([np.asarray(w, dtype=np.float32) for w in weights])
-    status, fp, data = _post(target, body, token, timeout, ca_file)
-    return _answer(target, status, fp, data, expected_fingerprint)
-
-
 def remote_encrypt_v2(
     url: str,
     token: str,
@@ -193,8 +163,14 @@ def remote_encrypt_v2(
     *,
     expected_fingerprint: str | None = None,
 ) -> list[np.ndarray]:
-    """Protocol v2: the service encrypts ``request`` (model with share, or counts) exactly as
-    ``UpdateEncryptor.encrypt_model``/``encrypt_counts`` would; errors as :func:`remote_encrypt`.
+    """POST ``request`` to the EaaS at ``url``, which encrypts it (model with share, or counts)
+    exactly as ``UpdateEncryptor.encrypt_model``/``encrypt_counts`` would; return the wire arrays.
+
+    Raises :class:`EaaSError` naming the cause: wrong token (``auth``), service down or
+    timing out or a TLS failure (``unavailable``), a request the service refused
+    (``rejected``), or a response that is not an encrypted payload of ``request``'s binding,
+    or one made with a different public key than ``expected_fingerprint`` (``bad_response``).
+    The token is sent only in the ``Authorization`` header and appears in no message.
     """
     target = endpoint(url, wire.ENCRYPT_V2_PATH)
     if request.op == wire.OP_MODEL:
@@ -217,11 +193,10 @@ def remote_encrypt_v2(
 def _same_key(arrays: list[np.ndarray], header_fp: str | None, expected: str) -> bool:
     """Both the response header and the key id inside the payload name the expected key."""
     from fedids.crypto.keys import key_id
-    from fedids.crypto.wire import Header, WireHeader, payload_version
+    from fedids.crypto.wire import WireHeader
 
     try:
-        parse = WireHeader.from_array if payload_version(arrays) == 2 else Header.from_array
-        payload_key = parse(np.asarray(arrays[0])).key_id
+        payload_key = WireHeader.from_array(np.asarray(arrays[0])).key_id
     except ValueError:
         return False
     return header_fp == expected and payload_key == key_id(expected)
@@ -235,40 +210,6 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
     return f": {text}" if text else ""
 
 
-def encrypt_update(
-    weights: list[np.ndarray],
-    *,
-    url: str,
-    token: str,
-    ca_file: str | Path | None = None,
-    timeout: float = 30.0,
-    fallback_encryptor: Encryptor | None = None,
-    expected_fingerprint: str | None = None,
-    report: dict[str, Any] | None = None,
-) -> list[np.ndarray]:
-    """Encrypt via EaaS; with ``fallback_encryptor``, encrypt locally when the service fails.
-
-    A wrong token always raises (see module docstring). If ``report`` is a dict it receives
-    ``encrypted_by`` (``"eaas"`` or ``"local-fallback"``) and, after a fallback,
-    ``eaas_error`` (the reason, without the token) -- suitable for FitRes metrics.
-    """
-    try:
-        arrays = remote_encrypt(
-            url, token, weights, timeout, ca_file, expected_fingerprint=expected_fingerprint
-        )
-    except EaaSError as exc:
-        if fallback_encryptor is None or exc.kind == "auth":
-            raise
-        log.warning("EaaS failed (%s); encrypting locally as configured", exc)
-        if report is not None:
-            report["encrypted_by"] = "local-fallback"
-            report["eaas_error"] = str(exc)
-        return fallback_encryptor.encrypt(weights)
-    if report is not None:
-        report["encrypted_by"] = "eaas"
-    return arrays
-
-
 def encrypt_v2(
     request: wire.EncryptRequest,
     *,
@@ -280,8 +221,13 @@ def encrypt_v2(
     expected_fingerprint: str | None = None,
     report: dict[str, Any] | None = None,
 ) -> list[np.ndarray]:
-    """Protocol v2 :func:`encrypt_update`: ``fallback`` (e.g. a local ``encrypt_model`` call)
-    runs when the service fails, never when it refuses the token."""
+    """Encrypt ``request`` via EaaS; ``fallback`` (e.g. a local ``encrypt_model`` call) runs
+    when the service fails, never when it refuses the token (see module docstring).
+
+    If ``report`` is a dict it receives ``encrypted_by`` (``"eaas"`` or ``"local-fallback"``)
+    and, after a fallback, ``eaas_error`` (the reason, without the token) -- suitable for
+    FitRes metrics.
+    """
     try:
         arrays = remote_encrypt_v2(
             url, token, request, timeout, ca_file, expected_fingerprint=expected_fingerprint

@@ -1,4 +1,4 @@
-"""The EaaS HTTP service: ``POST /v1/encrypt`` turns plaintext weights into wire arrays.
+"""The EaaS HTTP service: ``POST /v2/encrypt`` turns plaintext weights into wire arrays.
 
 Why it is built like this:
 
@@ -13,9 +13,9 @@ Why it is built like this:
   hostile client cannot stall ``accept()``.
 
 Endpoints: ``POST /v2/encrypt`` (auth; a :class:`~fedids.eaas.wire.EncryptRequest`: model
-weights with the device's share, binding and binding tag, or a count vector), ``POST
-/v1/encrypt`` (protocol v1, plain weights; goes away with v1) and ``GET /v1/health`` (no auth;
-key fingerprint and size, for readiness probes). Bodies are :mod:`fedids.eaas.wire` bundles.
+weights with the device's share, binding and binding tag, or a count vector) and ``GET
+/v1/health`` (no auth; key fingerprint and size, for readiness probes). Bodies are
+:mod:`fedids.eaas.wire` bundles.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from fedids.eaas import wire
 
 log = logging.getLogger("fedids.eaas")
 
-Encrypt = Callable[[list[np.ndarray]], list[np.ndarray]]
 EncryptV2 = Callable[[wire.EncryptRequest], list[np.ndarray]]
 
 
@@ -51,9 +50,8 @@ class EaaSServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         *,
-        encrypt: Encrypt,
+        encrypt_v2: EncryptV2,
         token: str,
-        encrypt_v2: EncryptV2 | None = None,
         fingerprint: str,
         key_bits: int,
         ssl_context: ssl.SSLContext | None = None,
@@ -63,7 +61,6 @@ class EaaSServer(ThreadingHTTPServer):
         if not token:
             raise ValueError("EaaS needs a non-empty bearer token")
         super().__init__(address, _Handler)
-        self.encrypt = encrypt
         self.encrypt_v2 = encrypt_v2
         self._token = token.encode()
         self.fingerprint = fingerprint
@@ -168,9 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, body, "application/json")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        if self.path not in (wire.ENCRYPT_PATH, wire.ENCRYPT_V2_PATH) or (
-            self.path == wire.ENCRYPT_V2_PATH and self.server.encrypt_v2 is None
-        ):
+        if self.path != wire.ENCRYPT_V2_PATH:
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}")
             return
         if not self.server.token_ok(self.headers.get("Authorization")):
@@ -191,18 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         try:
-            if self.path == wire.ENCRYPT_V2_PATH:
-                request = _validate_v2(wire.loads_request(body), self.server.max_values)
-                work = lambda: self.server.encrypt_v2(request)  # noqa: E731
-            else:
-                weights = _validate(wire.loads(body), self.server.max_values)
-                work = lambda: self.server.encrypt(weights)  # noqa: E731
+            request = _validate_v2(wire.loads_request(body), self.server.max_values)
         except (wire.WireError, ValueError) as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
             return
         try:
             with self.server.lock:
-                arrays = work()
+                arrays = self.server.encrypt_v2(request)
                 self.server.requests_served += 1
         except ValueError as exc:  # the encryptor refused the request (share, counts range)
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
@@ -238,7 +228,7 @@ def _validate(arrays: list[np.ndarray], max_values: int) -> list[np.ndarray]:
 
 
 def _validate_v2(request: wire.EncryptRequest, max_values: int) -> wire.EncryptRequest:
-    """Model: plain float weights as for v1; counts: one 1-D non-negative integer array."""
+    """Model: plain float weights (:func:`_validate`); counts: one 1-D integer array."""
     if request.op == wire.OP_MODEL:
         return replace(request, arrays=_validate(request.arrays, max_values))
     if len(request.arrays) != 1:
@@ -299,12 +289,6 @@ def build_server(
     encryptor = UpdateEncryptor(public_key, params, workers=workers)
     precompute = bool(mode.get("precompute", True)) and workers > 1
 
-    def encrypt(weights: list[np.ndarray]) -> list[np.ndarray]:
-        arrays = encryptor.encrypt(weights)
-        if precompute:  # obfuscators for the next update of this size, in the background
-            encryptor.start_precompute(params.n_ciphertexts(sum(w.size for w in weights)))
-        return arrays
-
     def encrypt_v2(request: wire.EncryptRequest) -> list[np.ndarray]:
         if request.op == wire.OP_MODEL:
             arrays = encryptor.encrypt_model(
@@ -328,7 +312,6 @@ def build_server(
         ctx = server_ssl_context(certfile, keyfile)
     return EaaSServer(
         (host, port),
-        encrypt=encrypt,
         encrypt_v2=encrypt_v2,
         token=token,
         fingerprint=fingerprint(public_key),

@@ -18,7 +18,6 @@ import numpy as np
 from fedids.crypto.binding import Binding
 
 CONTENT_TYPE = "application/x-npz"
-ENCRYPT_PATH = "/v1/encrypt"
 HEALTH_PATH = "/v1/health"
 #: response header carrying the fingerprint of the public key the service encrypts with
 FINGERPRINT_HEADER = "X-Fedids-Key-Fingerprint"

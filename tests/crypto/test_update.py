@@ -184,6 +184,30 @@ def test_reprs_show_no_key_material(small):
             assert format(secret, "x")[:16] not in text and str(secret)[:16] not in text
 
 
+def test_encryptor_refuses_a_key_of_another_size_or_owner(keys512, keys1024, other_keys1024):
+    with pytest.raises(ValueError, match="key_bits=1024"):
+        UpdateEncryptor(keys512[0], CodecParams(key_bits=1024), workers=1)
+    with pytest.raises(ValueError, match="does not belong"):
+        UpdateEncryptor(
+            keys1024[0], CodecParams(key_bits=1024), workers=1, private_key=other_keys1024[1]
+        )
+
+
+def test_negative_and_clipped_values_with_crt_obfuscators(keys1024):
+    pub, priv = keys1024
+    params = CodecParams(key_bits=1024, clip=1.0).validate()
+    enc = UpdateEncryptor(pub, params, workers=1, private_key=priv)
+    assert enc._store.factors == (priv.p, priv.q)
+    w = [np.array([-0.75, -1.0, -0.001, 0.0, 0.5, -3.0, 7.0], dtype=np.float32)]
+    payload = enc.encrypt_model(w, share=1.0, binding=B)
+    assert enc.last_clipped == 2
+    (out,), info = AggregateDecryptor(priv, params, workers=1).decrypt_model(
+        server_sum([payload], params, pub.n), [(7,)]
+    )
+    assert float(np.abs(out - np.clip(w[0], -1, 1)).max()) <= info.error_bound
+    assert out[0] < 0 and out[2] <= 0 and out[5] == pytest.approx(-1.0, abs=params.step)
+
+
 def test_crypto_package_imports_neither_torch_nor_flwr():
     import subprocess
     import sys

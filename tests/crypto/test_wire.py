@@ -1,6 +1,4 @@
-"""Wire format: int64 header + fixed-width big-endian uint8 ciphertexts, through .npy.
-
-The v1 tests (``Header``, ``pack_payload``) go away with protocol v1."""
+"""Wire format: int64 header + fixed-width big-endian uint8 ciphertexts, through .npy."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import pytest
 
 from fedids.crypto import wire
 from fedids.crypto.codec import Binding, CodecParams
-from fedids.crypto.wire import Header, WireFormatError, WireHeader
+from fedids.crypto.wire import WireFormatError, WireHeader
 
 B = Binding(run_id=-5, round=3, base_version=2, kind=Binding.MODEL, tag=0)
 
@@ -63,43 +61,22 @@ def test_v2_header_mismatch_is_reported(change, words):
     assert words in str(err.value)
 
 
-def test_versions_are_told_apart():
-    p = CodecParams(key_bits=512)
-    v1 = wire.pack_payload(Header.for_update(p, 30, key_id=7), [3, 5])
-    v2 = wire.encode_payload(WireHeader.for_update(p, B, 30, key_id=7), [3, 5])
-    assert wire.payload_version(v1) == 1 and wire.payload_version(v2) == 2
-    assert wire.payload_version([np.zeros(3, np.float32)]) is None
+def small_payload():
+    h = WireHeader.for_update(CodecParams(key_bits=512), B, 30, key_id=7)
+    cts = list(range(3, 3 + h.n_ciphertexts))
+    return h, cts, wire.encode_payload(h, cts)
+
+
+def test_another_protocol_version_is_refused_by_name():
+    _, _, arrays = small_payload()
+    old = arrays[0].copy()
+    old[1] = 1
     with pytest.raises(WireFormatError, match="protocol version 1"):
-        wire.decode_payload(v1)
-    with pytest.raises(WireFormatError, match="shape \\(12,\\)"):
-        wire.unpack_payload(v2)
-    bad_kind = v2[0].copy()
+        wire.decode_payload([old, arrays[1]])
+    bad_kind = arrays[0].copy()
     bad_kind[15] = 9
     with pytest.raises(WireFormatError, match="kind=9"):
-        wire.decode_payload([bad_kind, v2[1]])
-
-
-def test_v1_header_round_trip_is_exact():
-    p = CodecParams(key_bits=2048, clip=0.1 + 0.2)  # a clip with no short decimal form
-    h = Header.for_update(p, 5125, key_id=-12345)
-    arr = h.to_array()
-    assert arr.dtype == np.int64 and arr.shape == (wire.V1_HEADER_LEN,)
-    back = Header.from_array(npy_round_trip([arr])[0])
-    assert back == h and back.clip == 0.1 + 0.2
-    assert back.n_ciphertexts == 58 and back.weight_sum == 0
-    back.check_against(p)
-
-
-def test_v1_header_mismatch_is_reported():
-    p = CodecParams(key_bits=2048)
-    h = Header.for_update(p, 100, key_id=1)
-    with pytest.raises(WireFormatError, match="value_bits=16 \\(expected 12\\)"):
-        h.check_against(CodecParams(key_bits=2048, value_bits=12))
-    with pytest.raises(WireFormatError, match="clip"):
-        h.check_against(CodecParams(key_bits=2048, clip=2.0))
-    bad = Header(**{**h.__dict__, "n_ciphertexts": 3})
-    with pytest.raises(WireFormatError, match="n_ciphertexts=3"):
-        bad.check_against(p)
+        wire.decode_payload([bad_kind, arrays[1]])
 
 
 def test_ciphertexts_are_fixed_width_big_endian():
@@ -107,28 +84,26 @@ def test_ciphertexts_are_fixed_width_big_endian():
     assert arr.dtype == np.uint8 and arr.shape == (3, 512)
     assert arr[0, -1] == 1 and not arr[0, :-1].any()
     assert arr[2, 0] == 0x80
-    h = Header.for_update(CodecParams(key_bits=2048), 89 * 3, key_id=0)
+    h = WireHeader.for_update(CodecParams(key_bits=2048), B, 100, key_id=0)
+    h = WireHeader(**{**h.__dict__, "n_ciphertexts": 3})
     assert wire.array_to_ciphertexts(arr, h) == [1, 2**64 + 5, 2**4095]
     with pytest.raises(ValueError, match="does not fit"):
         wire.ciphertexts_to_array([2**4096], 2048)
 
 
 def test_payload_round_trip_through_npy():
-    p = CodecParams(key_bits=512)
-    h = Header.for_update(p, 30, key_id=7)
-    cts = [3, 5]
-    assert h.n_ciphertexts == 2
-    arrays = npy_round_trip(wire.pack_payload(h, cts))
+    h, cts, arrays = small_payload()
+    arrays = npy_round_trip(arrays)
     assert wire.is_encrypted_payload(arrays)
-    assert wire.unpack_payload(arrays) == (h, cts)
+    assert wire.decode_payload(arrays) == (h, cts)
 
 
 @pytest.mark.parametrize(
     "mutate, words",
     [
         (lambda a: [a[0]], "expected 2 arrays"),
-        (lambda a: [a[0].astype(np.int32), a[1]], "header must be int64"),
-        (lambda a: [a[0][:-1], a[1]], "header must be int64"),
+        (lambda a: [a[0].astype(np.int32), a[1]], "header must be 1-D int64"),
+        (lambda a: [a[0][:-1], a[1]], "header must have 18 fields"),
         (lambda a: [np.concatenate([[1], a[0][1:]]), a[1]], "magic"),
         (lambda a: [a[0], a[1].astype(np.int16)], "must be uint8"),
         (lambda a: [a[0], a[1][:, :-1]], "must be uint8 of shape"),
@@ -136,15 +111,13 @@ def test_payload_round_trip_through_npy():
     ],
 )
 def test_malformed_payloads_are_refused(mutate, words):
-    p = CodecParams(key_bits=512)
-    arrays = wire.pack_payload(Header.for_update(p, 30, key_id=7), [3, 5])
+    _, _, arrays = small_payload()
     with pytest.raises(WireFormatError, match=words):
-        wire.unpack_payload(mutate(arrays))
+        wire.decode_payload(mutate(arrays))
 
 
 def test_is_encrypted_payload_tells_plain_weights_apart():
-    p = CodecParams(key_bits=512)
-    arrays = wire.pack_payload(Header.for_update(p, 30, key_id=7), [3, 5])
+    _, _, arrays = small_payload()
     assert wire.is_encrypted_payload(arrays)
     plain = [np.zeros((41, 64), np.float32), np.zeros(64, np.float32)]
     assert not wire.is_encrypted_payload(plain)

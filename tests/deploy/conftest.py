@@ -24,7 +24,7 @@ from fedids.eaas.server import EaaSServer
 
 @pytest.fixture(scope="session")
 def params() -> CodecParams:
-    return CodecParams(key_bits=TEST_KEY_BITS, value_bits=16, clip=4.0, weight_bits=7).validate()
+    return CodecParams(key_bits=TEST_KEY_BITS, value_bits=16, clip=4.0).validate()
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +43,19 @@ def eaas(keypair, params) -> Iterator[Callable[..., EaaSServer]]:
         encrypt=None, ssl_context=None, token: str = TOKEN, key=None, codec=None
     ) -> EaaSServer:
         public, codec = (key or keypair)[0], codec or params
-        enc = UpdateEncryptor(public, codec, workers=1)
+        enc = UpdateEncryptor(public, codec, workers=1)  # public key only, as a service
+
+        def encrypt_model(request):
+            return enc.encrypt_model(
+                request.arrays,
+                share=request.share,
+                binding=request.binding,
+                tag=request.binding_tag,
+            )
+
         server = EaaSServer(
             ("127.0.0.1", 0),
-            encrypt=encrypt or enc.encrypt,
+            encrypt_v2=encrypt or encrypt_model,
             token=token,
             fingerprint=fingerprint(public),
             key_bits=codec.key_bits,

@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 from deploy_helpers import TOKEN, python_cmd, wait_for
 
-from fedids.crypto.update import UpdateEncryptor
+from fedids.crypto.binding import Binding
+from fedids.crypto.update import AggregateDecryptor, UpdateEncryptor
 from fedids.crypto.vector import decrypt_many
-from fedids.crypto.wire import Header, unpack_payload
+from fedids.crypto.wire import WireHeader, decode_payload
 from fedids.deploy.certs import write_certs
 from fedids.deploy.processes import free_port
 from fedids.eaas import wire
-from fedids.eaas.client import EaaSError, encrypt_update, remote_encrypt
+from fedids.eaas.client import EaaSError, encrypt_v2, remote_encrypt_v2
 from fedids.eaas.server import server_ssl_context
+
+B = Binding(run_id=4, round=1, base_version=0, kind=Binding.MODEL)
 
 
 def _weights(seed: int = 0) -> list[np.ndarray]:
@@ -26,49 +29,50 @@ def _weights(seed: int = 0) -> list[np.ndarray]:
     return [rng.normal(0, 1, (20, 7)).astype(np.float32), rng.normal(0, 1, 7).astype(np.float32)]
 
 
+def _request(keypair, params, weights=None) -> wire.EncryptRequest:
+    """What a device sends: its weights, its share, the binding and the tag it computed."""
+    tag = AggregateDecryptor(keypair[1], params, workers=1).binding_tag(B)
+    return wire.EncryptRequest(wire.OP_MODEL, weights or _weights(), B, tag, share=0.5)
+
+
+def _local(keypair, params) -> list[np.ndarray]:
+    enc = UpdateEncryptor(keypair[0], params, workers=1, private_key=keypair[1])
+    return enc.encrypt_model(_weights(), share=0.5, binding=B)
+
+
 def _plaintexts(arrays, private_key) -> list[int]:
-    _, ciphertexts = unpack_payload(arrays)
+    _, ciphertexts = decode_payload(arrays)
     return decrypt_many(private_key, ciphertexts, None)
-
-
-class _Counting:
-    """A local encryptor that records being used."""
-
-    def __init__(self, inner: UpdateEncryptor) -> None:
-        self.inner, self.calls = inner, 0
-
-    def encrypt(self, weights):
-        self.calls += 1
-        return self.inner.encrypt(weights)
 
 
 def test_eaas_payload_matches_local_encryption(eaas, keypair, params) -> None:
     server = eaas()
-    weights = _weights()
-    remote = remote_encrypt(server.url, TOKEN, weights, timeout=10)
-    local = UpdateEncryptor(keypair[0], params, workers=1).encrypt(weights)
+    remote = remote_encrypt_v2(server.url, TOKEN, _request(keypair, params), timeout=10)
+    local = _local(keypair, params)
     assert [a.dtype for a in remote] == [a.dtype for a in local] == [np.int64, np.uint8]
     assert [a.shape for a in remote] == [a.shape for a in local]
-    # same header (key id, codec, sizes), fresh randomness, identical plaintexts inside
+    # same header (key id, codec, sizes, binding), fresh randomness, identical plaintexts inside
     assert np.array_equal(remote[0], local[0])
     assert not np.array_equal(remote[1], local[1])
     assert _plaintexts(remote, keypair[1]) == _plaintexts(local, keypair[1])
     assert server.requests_served == 1
 
 
-def test_wrong_token_is_a_clear_auth_error(eaas) -> None:
+def test_wrong_token_is_a_clear_auth_error(eaas, keypair, params) -> None:
     server = eaas()
     with pytest.raises(EaaSError, match="refused the bearer token") as err:
-        remote_encrypt(server.url, "wrong-token", _weights(), timeout=10)
+        remote_encrypt_v2(server.url, "wrong-token", _request(keypair, params), timeout=10)
     assert err.value.kind == "auth" and err.value.status == 401
     assert "wrong-token" not in str(err.value)
     assert server.requests_served == 0
 
 
-def test_missing_auth_header_is_refused(eaas) -> None:
+def test_missing_auth_header_is_refused(eaas, keypair, params) -> None:
     server = eaas()
     req = urllib.request.Request(
-        server.url + wire.ENCRYPT_PATH, data=wire.dumps(_weights()), method="POST"
+        server.url + wire.ENCRYPT_V2_PATH,
+        data=wire.dumps_request(_request(keypair, params)),
+        method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
@@ -76,34 +80,36 @@ def test_missing_auth_header_is_refused(eaas) -> None:
     assert err.value.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_service_down_is_a_clear_error() -> None:
+def test_service_down_is_a_clear_error(keypair, params) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(EaaSError, match="unreachable") as err:
-        remote_encrypt(url, TOKEN, _weights(), timeout=5)
+        remote_encrypt_v2(url, TOKEN, _request(keypair, params), timeout=5)
     assert err.value.kind == "unavailable"
 
 
-def test_server_side_failure_and_bad_response(eaas) -> None:
-    def broken(weights):
+def test_server_side_failure_and_bad_response(eaas, keypair, params) -> None:
+    def broken(request):
         raise RuntimeError("boom")
 
+    request = _request(keypair, params)
     with pytest.raises(EaaSError, match="HTTP 500") as err:
-        remote_encrypt(eaas(encrypt=broken).url, TOKEN, _weights(), timeout=10)
+        remote_encrypt_v2(eaas(encrypt=broken).url, TOKEN, request, timeout=10)
     assert err.value.kind == "unavailable"
     # a service that echoes plaintext back must never be mistaken for encryption
     with pytest.raises(EaaSError, match="did not return an encrypted payload") as err:
-        remote_encrypt(eaas(encrypt=lambda w: w).url, TOKEN, _weights(), timeout=10)
+        remote_encrypt_v2(eaas(encrypt=lambda r: r.arrays).url, TOKEN, request, timeout=10)
     assert err.value.kind == "bad_response"
 
 
-def test_bad_requests_are_rejected(eaas) -> None:
+def test_bad_requests_are_rejected(eaas, keypair, params) -> None:
     server = eaas()
+    nan = _request(keypair, params, [np.array([1.0, np.nan], dtype=np.float32)])
     with pytest.raises(EaaSError, match="HTTP 400") as err:
-        remote_encrypt(server.url, TOKEN, [np.array([1.0, np.nan], dtype=np.float32)], 10)
+        remote_encrypt_v2(server.url, TOKEN, nan, 10)
     assert err.value.kind == "rejected"
     req = urllib.request.Request(
-        server.url + wire.ENCRYPT_PATH,
-        data=wire.dumps([np.arange(5)]),  # integers, not weights
+        server.url + wire.ENCRYPT_V2_PATH,
+        data=wire.dumps([np.arange(5)]),  # bare integers: no request header, not weights
         headers={"Authorization": f"Bearer {TOKEN}"},
         method="POST",
     )
@@ -112,50 +118,55 @@ def test_bad_requests_are_rejected(eaas) -> None:
     assert http_err.value.code == 400
 
 
-def test_key_mismatch_is_detected(eaas, keypair) -> None:
+def test_key_mismatch_is_detected(eaas, keypair, params) -> None:
     from fedids.crypto.keys import fingerprint
 
     server = eaas()
-    fp = fingerprint(keypair[0])
-    assert remote_encrypt(server.url, TOKEN, _weights(), 10, expected_fingerprint=fp)
+    fp, request = fingerprint(keypair[0]), _request(keypair, params)
+    assert remote_encrypt_v2(server.url, TOKEN, request, 10, expected_fingerprint=fp)
     with pytest.raises(EaaSError, match="encrypts with key") as err:
-        remote_encrypt(server.url, TOKEN, _weights(), 10, expected_fingerprint="00" * 32)
+        remote_encrypt_v2(server.url, TOKEN, request, 10, expected_fingerprint="00" * 32)
     assert err.value.kind == "bad_response"
 
 
 def test_fallback_only_when_configured(keypair, params, eaas) -> None:
-    local = _Counting(UpdateEncryptor(keypair[0], params, workers=1))
+    calls = []
+
+    def local():
+        calls.append(1)
+        return _local(keypair, params)
+
+    request = _request(keypair, params)
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(EaaSError):
-        encrypt_update(_weights(), url=down, token=TOKEN, timeout=5)
+        encrypt_v2(request, url=down, token=TOKEN, timeout=5)
     report: dict = {}
-    arrays = encrypt_update(
-        _weights(), url=down, token=TOKEN, timeout=5, fallback_encryptor=local, report=report
-    )
-    assert local.calls == 1 and report["encrypted_by"] == "local-fallback"
+    arrays = encrypt_v2(request, url=down, token=TOKEN, timeout=5, fallback=local, report=report)
+    assert len(calls) == 1 and report["encrypted_by"] == "local-fallback"
     assert "unreachable" in report["eaas_error"]
-    assert np.array_equal(arrays[0], local.inner.encrypt(_weights())[0])
+    assert np.array_equal(arrays[0], _local(keypair, params)[0])
     # a wrong token is a misconfiguration: never silently encrypted locally
     server = eaas()
     with pytest.raises(EaaSError) as err:
-        encrypt_update(_weights(), url=server.url, token="nope", fallback_encryptor=local)
-    assert err.value.kind == "auth" and local.calls == 1
+        encrypt_v2(request, url=server.url, token="nope", fallback=local)
+    assert err.value.kind == "auth" and len(calls) == 1
     report = {}
-    encrypt_update(_weights(), url=server.url, token=TOKEN, fallback_encryptor=local, report=report)
-    assert local.calls == 1 and report == {"encrypted_by": "eaas"}
+    encrypt_v2(request, url=server.url, token=TOKEN, fallback=local, report=report)
+    assert len(calls) == 1 and report == {"encrypted_by": "eaas"}
 
 
-def test_tls_with_ca_file(eaas, tmp_path: Path) -> None:
+def test_tls_with_ca_file(eaas, keypair, params, tmp_path: Path) -> None:
     certs = write_certs(tmp_path, ["localhost"], ["127.0.0.1"])
     server = eaas(ssl_context=server_ssl_context(certs.server_cert, certs.server_key))
     assert server.url.startswith("https://")
-    arrays = remote_encrypt(server.url, TOKEN, _weights(), 10, ca_file=certs.ca_cert)
-    assert Header.from_array(arrays[0]).n_values == 147
+    request = _request(keypair, params)
+    arrays = remote_encrypt_v2(server.url, TOKEN, request, 10, ca_file=certs.ca_cert)
+    assert WireHeader.from_array(arrays[0]).n_values == 147
     with pytest.raises(EaaSError, match="not trusted") as err:
-        remote_encrypt(server.url, TOKEN, _weights(), 10)  # system CAs do not know ours
+        remote_encrypt_v2(server.url, TOKEN, request, 10)  # system CAs do not know ours
     assert err.value.kind == "unavailable"
     with pytest.raises(EaaSError):  # plain HTTP to a TLS port
-        remote_encrypt(server.url.replace("https", "http"), TOKEN, _weights(), 5)
+        remote_encrypt_v2(server.url.replace("https", "http"), TOKEN, request, 5)
 
 
 def test_cli_service_end_to_end(
@@ -194,16 +205,17 @@ def test_cli_service_end_to_end(
     wait_for(healthy, 60, "fedids eaas to answer /v1/health")
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     token = token_file.read_text().strip()
-    arrays = remote_encrypt(url, token, _weights(), 30)
-    local = UpdateEncryptor(device_keypair[0], device_params, workers=1).encrypt(_weights())
+    request = _request(device_keypair, device_params)
+    arrays = remote_encrypt_v2(url, token, request, 30)
+    local = _local(device_keypair, device_params)
     assert _plaintexts(arrays, device_keypair[1]) == _plaintexts(local, device_keypair[1])
     with pytest.raises(EaaSError, match="refused"):
-        remote_encrypt(url, token[::-1], _weights(), 30)
+        remote_encrypt_v2(url, token[::-1], request, 30)
     proc.terminate()
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert token not in out and token[::-1] not in out
-    assert "POST /v1/encrypt" in out and "401" in out
+    assert "POST /v2/encrypt" in out and "401" in out
 
 
 def test_strategy_aggregates_eaas_and_local_updates(device_keys, device_params, tmp_path) -> None:

@@ -60,7 +60,10 @@ def _replace_ct(arrays, value, key_bits=1024):
 
 CASES = {
     "plaintext weights": (lambda e, k, o: weights(1), "not a fedids Paillier payload"),
-    "v1 payload": (lambda e, k, o: e.encrypt(weights(1)), "protocol version 1"),
+    "protocol v1 payload": (
+        lambda e, k, o: with_field(update(e), "version", 1),
+        "protocol version 1",
+    ),
     "another key": (lambda e, k, o: update(o), "another public key"),
     "aggregate": (
         lambda e, k, o: sum_updates(
