@@ -154,7 +154,10 @@ def test_ctrl_c_on_fedids_demo_leaves_nothing(tmp_path):
         assert {"flower-superlink", "flwr-simulation", "gcs_server", "raylet"} <= set(before)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 130, out.read_text()[-2000:]
-        wait_for(lambda: not group_members(tag, TEST_TAG), 15, "every process of the demo gone")
+        try:
+            wait_for(lambda: not group_members(tag, TEST_TAG), 30, "every process of the demo gone")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {labels(group_members(tag, TEST_TAG))}") from None
     finally:
         if demo.poll() is None:
             demo.kill()
