@@ -22,7 +22,7 @@ import pytest
 
 from fedids.deploy.flower import flower_bin
 from fedids.deploy.flwr_cli import run_id_in, run_status
-from fedids.deploy.proctrack import group_members, label
+from fedids.deploy.proctrack import GROUP_ENV, group_members, label
 from fedids.simulation import CONNECTION, SimulationLink, simulation_link
 
 pytestmark = pytest.mark.e2e
@@ -106,9 +106,13 @@ def test_flwr_stop_ends_the_simulation_within_seconds(link, tmp_path):
     before = labels(link.run_processes())
     assert {"flwr-simulation", "gcs_server", "raylet"} <= set(before), before
     started = time.monotonic()
+    # a user's `flwr stop` from another shell: not a member of the link's process group
+    # (the link ends its group's run processes once the run is over, and this CLI may
+    # still be exiting then)
+    user_env = {k: v for k, v in link.env.items() if k != GROUP_ENV}
     stop = subprocess.run(
         [flower_bin("flwr"), "stop", run_id, CONNECTION],
-        env=link.env,
+        env=user_env,
         capture_output=True,
         text=True,
         timeout=60,
