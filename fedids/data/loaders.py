@@ -1,4 +1,4 @@
-"""Labelled datasets as numeric feature tables (the pre-v2 path of ``load_device_data``).
+"""Labelled datasets as numeric feature tables (preflight checks, alert input).
 
 Dataset loaders (:func:`load_dataset`) build on :mod:`fedids.data.reader` and return
 :class:`LabelledFlows`: features as a float32 table, labels as indices into a *global* class

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from data_helpers import write_text
 
-from fedids.data import DataError, load_device_table
+from fedids.data import DataError, load_device_table, train_val_split
 from fedids.data.schema import WUSTL_FEATURES
 
 TON = {
@@ -108,3 +108,15 @@ def test_generic_flow_csv_with_protocol_service_state(tmp_path: Path):
     x = t.train.parsed(t.spec)
     proto = x[:, 0]
     assert len(np.unique(proto)) == 2  # tcp, 6 and "TCP " are one protocol; udp the other
+
+
+def test_train_val_split_rules() -> None:
+    labels = np.array([0] * 10 + [1] * 2 + [2])
+    tr, va = train_val_split(labels, 0.2, seed=1, partition_id=0)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(13))
+    assert np.bincount(labels[va], minlength=3).tolist() == [2, 1, 0]
+    tr0, va0 = train_val_split(labels, 0.0, seed=1, partition_id=0)
+    assert len(va0) == 0 and len(tr0) == 13
+    other = train_val_split(labels, 0.2, seed=1, partition_id=1)[1]
+    again = train_val_split(labels, 0.2, seed=1, partition_id=0)[1]
+    assert np.array_equal(va, again) and not np.array_equal(va, other)
