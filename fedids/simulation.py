@@ -31,7 +31,7 @@ from pathlib import Path
 from fedids.deploy.connection import write_connection
 from fedids.deploy.flower import flower_bin, flower_env, run_processes, start_superlink
 from fedids.deploy.flwr_cli import close_run, interrupted
-from fedids.deploy.proctrack import PidStart, Proc, new_group_tag, sigterm_raises, terminate_group
+from fedids.deploy.proctrack import PidStart, Proc, end_group, new_group_tag, sigterm_raises
 
 CONNECTION = "fedids-sim"
 
@@ -135,6 +135,6 @@ def simulation_link(
             yield SimulationLink(home, address, superlink, env, num_supernodes, num_cpus, group)
         finally:
             superlink.stop()
-            terminate_group(group)
+            end_group(group)
             if owned_home:
                 shutil.rmtree(home, ignore_errors=True)

@@ -7,4 +7,7 @@ bash scripts/setup.sh
 echo "[test] ruff"
 ruff check fedids strategies tests
 echo "[test] pytest"
-exec python -m pytest -q -p no:cacheprovider "$@"
+# Two workers, one test file each at a time (a file's tests share its fixtures: brokers,
+# federations). Most of the suite's time is spent waiting on real Flower, Ray and broker
+# processes, so two workers halve it even on 2 cores. FEDIDS_TEST_WORKERS=0: one process.
+exec python -m pytest -q -p no:cacheprovider -n "${FEDIDS_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -48,7 +48,7 @@ from fedids.deploy.flwr_cli import (
     start_flwr_run,
     stop_run,
 )
-from fedids.deploy.proctrack import PidStart, Proc, new_group_tag, terminate_group
+from fedids.deploy.proctrack import PidStart, Proc, end_group, new_group_tag
 from fedids.deploy.registry import AppStore, RegistryServer
 from fedids.deploy.signing import (
     build_fab,
@@ -331,7 +331,7 @@ class Federation:
             self.superexec.stop()
         if self.superlink is not None:
             self.superlink.stop()
-        terminate_group(self.group)
+        end_group(self.group)
         if self.registry is not None:
             self.registry.close()
             self.registry = None

@@ -16,6 +16,7 @@ only if its start time is still the one it saw (no PID reuse accidents).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -145,20 +146,49 @@ def terminate(procs: Iterable[PidStart], grace: float = 3.0) -> list[PidStart]:
     return wait_gone(targets, 2.0)
 
 
-def terminate_group(tag: str, keep: Iterable[int] = (), grace: float = 3.0) -> list[PidStart]:
+def terminate_group(
+    tag: str,
+    keep: Iterable[int] = (),
+    grace: float = 3.0,
+    *,
+    quiet: float = 1.0,
+    bound: float = 30.0,
+) -> list[PidStart]:
     """End every process of group ``tag`` except the PIDs in ``keep``; returns survivors.
 
-    Looks twice: a process being started while we signal (Ray spawns workers on demand) is
-    caught by the second pass.
+    Looks again until the group has stayed empty for ``quiet`` seconds (at most ``bound``
+    seconds in all): a process being started while we signal is caught by a later look.
+    Seen in a CI run on a loaded 2-vCPU machine: with two back-to-back looks only, Ray's
+    ``DashboardAgent`` and ``RuntimeEnvAgent`` of a Ctrl-C'd demo were still alive 30 s
+    after its clean-up had returned.
     """
     keep = set(keep)
+    deadline = time.monotonic() + bound
     survivors: list[PidStart] = []
-    for _ in range(2):
+    empty_since: float | None = None
+    while True:
         members = [(p, s) for p, s in group_members(tag) if p not in keep and p != os.getpid()]
-        if not members:
+        now = time.monotonic()
+        if members:
+            empty_since = None
+            survivors = terminate(members, grace)
+        else:
+            survivors = []
+            empty_since = now if empty_since is None else empty_since
+            if now - empty_since >= quiet:
+                break
+        if now >= deadline:
             break
-        survivors = terminate(members, grace)
+        time.sleep(0.1)
     return survivors
+
+
+def end_group(tag: str) -> None:
+    """:func:`terminate_group`, then one warning naming any process that would not go."""
+    survivors = terminate_group(tag)
+    if survivors:
+        names = ", ".join(f"{label(pid)} (pid {pid})" for pid, _ in survivors)
+        logging.getLogger(__name__).warning("still running after clean-up: %s", names)
 
 
 @dataclass
