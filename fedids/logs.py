@@ -12,6 +12,10 @@ import logging
 
 
 class _ToFlower(logging.Handler):
+    #: marks the handler across re-imports of this module (Flower re-loads an app's modules,
+    #: which makes a new ``_ToFlower`` class: an isinstance check would add a second handler)
+    fedids_to_flower = True
+
     def emit(self, record: logging.LogRecord) -> None:
         flwr = logging.getLogger("flwr")
         if flwr.isEnabledFor(record.levelno):
@@ -21,7 +25,7 @@ class _ToFlower(logging.Handler):
 def route_to_flower(level: int = logging.INFO) -> None:
     """Send ``fedids`` log records through the ``flwr`` logger (idempotent)."""
     ours = logging.getLogger("fedids")
-    if not any(isinstance(h, _ToFlower) for h in ours.handlers):
+    if not any(getattr(h, "fedids_to_flower", False) for h in ours.handlers):
         ours.addHandler(_ToFlower())
     ours.setLevel(level)
     ours.propagate = False

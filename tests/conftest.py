@@ -6,8 +6,12 @@ a Ray simulation); a few e2e tests run the real ``flwr run`` path.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+
+import flwr  # noqa: F401  (configures its "flwr" logger once, before any test snapshots it)
+import pytest
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -18,6 +22,31 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 # Ctrl-C does.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found():
+    """Every test sees the loggers as the session started: a test that runs the ServerApp
+    in-process routes ``fedids`` records through Flower's logger (``route_to_flower``), and
+    a later test's ``caplog`` would then see its records twice or not at all, depending on
+    which tests a worker ran before it."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()] + [
+        lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    saved = [
+        (lg, lg.handlers[:], lg.filters[:], lg.level, lg.propagate, lg.disabled) for lg in loggers
+    ]
+    known = {id(lg) for lg in loggers}
+    yield
+    for lg, handlers, filters, level, propagate, disabled in saved:
+        lg.handlers[:], lg.filters[:] = handlers, filters
+        lg.level, lg.propagate, lg.disabled = level, propagate, disabled
+    for lg in list(manager.loggerDict.values()):  # loggers first made by this test
+        if isinstance(lg, logging.Logger) and id(lg) not in known and lg.name.startswith("fedids"):
+            lg.handlers[:], lg.filters[:] = [], []
+            lg.level, lg.propagate, lg.disabled = logging.NOTSET, True, False
+    manager._clear_cache()
 
 
 def small_cfg(**run_config):
