@@ -7,7 +7,8 @@ bash scripts/setup.sh
 echo "[test] ruff"
 ruff check fedids strategies tests
 echo "[test] pytest"
-# Two workers, one test file each at a time (a file's tests share its fixtures: brokers,
-# federations). Most of the suite's time is spent waiting on real Flower, Ray and broker
-# processes, so two workers halve it even on 2 cores. FEDIDS_TEST_WORKERS=0: one process.
-exec python -m pytest -q -p no:cacheprovider -n "${FEDIDS_TEST_WORKERS:-2}" --dist loadfile "$@"
+# Two workers (pytest-xdist). The loopback deployments (tests/deploy) run one after the
+# other on one worker, the Flower simulations (tests/e2e, the notebook) one after the other
+# on a worker, everything else is spread (tests/conftest.py). Most of the suite's time is
+# spent waiting on real Flower, Ray and broker processes. FEDIDS_TEST_WORKERS=0: one process.
+exec python -m pytest -q -p no:cacheprovider -n "${FEDIDS_TEST_WORKERS:-2}" --dist loadgroup "$@"

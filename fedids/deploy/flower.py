@@ -30,6 +30,7 @@ from fedids.deploy.proctrack import (
     proc_stat,
     terminate,
 )
+from fedids.ports import free_port
 
 #: Flower's exit code for a SuperNode the SuperLink refuses (unregistered key); it is printed
 #: in the node's log ("Exit Code: 305") while the process itself exits with status 1
@@ -53,13 +54,6 @@ def flower_bin(name: str) -> str:
     """Path of a console script installed next to this interpreter (the venv's)."""
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.exists() else name
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def flower_env(
