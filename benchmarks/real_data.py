@@ -8,7 +8,7 @@ of the devices' validation splits, the records every run is evaluated on.
 
     python benchmarks/real_data.py --data ../shared/data/ton_iot --json /tmp/real.json
 
-The federated columns need ``fedids.inprocess.run_experiment`` (the v2 protocol with the
+The federated columns need ``fedids.sim.inprocess.run_experiment`` (the v2 protocol with the
 stats phase); without it they are reported as not run. ``--centralized-only`` skips them.
 """
 
@@ -38,7 +38,7 @@ def federated(
     cfg_overrides: list[str], run_path: Path, reference: float | None = None
 ) -> dict[str, Any]:
     """One in-process federated run; its final macro-F1 and quality warning."""
-    from fedids.inprocess import run_experiment
+    from fedids.sim.inprocess import run_experiment
 
     cfg = run_config(cfg_overrides)
     t0 = time.perf_counter()

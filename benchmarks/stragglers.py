@@ -2,7 +2,7 @@
 
 Same data, seed, model and mode (Paillier by default, 2048-bit keys) for both runs; the
 only difference is ``aggregation=sync|buffered``. Devices run in processes of their own
-(:mod:`fedids.device_processes`), so they really work side by side; the slow device is
+(:mod:`fedids.sim.device_processes`), so they really work side by side; the slow device is
 slowed on the device side (``aggregation.slowdown``: after each fit it sleeps
 ``(factor - 1)`` x what the fit took), so its slowness is wall-clock time the server sees,
 and mostly sleep: on a shared machine the slowdown dominates the compute noise.
@@ -116,7 +116,7 @@ def make_cfg(args: argparse.Namespace, aggregation: str, rounds: int, data: str)
 
 
 def slow_device_id(args: argparse.Namespace) -> str:
-    return str(1000 + args.slow_partition)  # fedids.device_processes node ids
+    return str(1000 + args.slow_partition)  # fedids.sim.device_processes node ids
 
 
 def summarize(doc: dict[str, Any], slow: str, devices: int, wall: float) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def time_to(curve: list[list[Any]], target: float) -> float | None:
 
 
 def run_one(args, aggregation: str, rounds: int, data: str, workdir: Path, tag: str) -> dict:
-    from fedids.device_processes import run_with_device_processes
+    from fedids.sim.device_processes import run_with_device_processes
 
     cfg = make_cfg(args, aggregation, rounds, data)
     t0 = time.perf_counter()
@@ -266,7 +266,7 @@ def report(args, pairs: list[dict], data_label: str, buffered_rounds: int) -> di
         "data": data_label,
         "classification": args.classification,
         "repeats": args.repeats,
-        "runner": "one process per device (fedids.device_processes), server in this process",
+        "runner": "one process per device (fedids.sim.device_processes), server in this process",
         "times": "seconds from the end of the statistics phase (same protocol in both modes)",
         "note": "wall-clock on a shared machine: figures are noisy; the slowdown is sleep",
     }

@@ -1,6 +1,6 @@
 """Shared test helpers: small configs.
 
-Most tests drive clients and strategies in-process (``fedids.inprocess``: 0.3 s instead of
+Most tests drive clients and strategies in-process (``fedids.sim.inprocess``: 0.3 s instead of
 a Ray simulation); a few e2e tests run the real ``flwr run`` path.
 """
 

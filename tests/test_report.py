@@ -1,6 +1,6 @@
 """Run reports drawn from real (small, in-process) runs; benchmark plots from made-up documents.
 
-The run directories come from ``fedids.inprocess.run_experiment`` (real clients, real
+The run directories come from ``fedids.sim.inprocess.run_experiment`` (real clients, real
 strategies, real 2048-bit Paillier). The benchmark documents below are TEST DATA invented
 for the plotting functions' input shapes; no figure in them is a measurement.
 """
@@ -46,7 +46,7 @@ PANELS = (
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """A plain and a Paillier run (2 rounds, 6,000 synthetic rows), same seed."""
-    from fedids.inprocess import run_experiment
+    from fedids.sim.inprocess import run_experiment
 
     root = tmp_path_factory.mktemp("runs")
     out = {}

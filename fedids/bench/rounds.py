@@ -1,6 +1,6 @@
 """Rounds with the product's own devices and server loop: plain FedAvg against packed Paillier.
 
-Drives the in-process federation (:mod:`fedids.inprocess`: the very device code and
+Drives the in-process federation (:mod:`fedids.sim.inprocess`: the very device code and
 :class:`fedids.server.loop.FedIDSServer` a ``flwr run`` runs, without Ray or gRPC), one
 round per :meth:`RoundRunner.step`, so the modes can be interleaved round by round and see
 the same background load. A round is what a federation does per round: every device's
@@ -43,8 +43,8 @@ class RoundRunner:
     """One mode's federation in-process, advanced one round per :meth:`step`."""
 
     def __init__(self, cfg: dict[str, Any], settings: Any, key_dir: str | None):
-        from fedids.inprocess import INPROCESS_RUN_ID, local_federation
         from fedids.server_app import make_server
+        from fedids.sim.inprocess import INPROCESS_RUN_ID, local_federation
 
         self.cfg, self.settings = cfg, settings
         k = settings.clients

@@ -8,7 +8,7 @@ with the next message), and a record per round in ``metrics.json``. This subclas
 all of it; the strategy (plain or Paillier) only validates and adds.
 
 The same loop drives a simulation, a deployment and the in-process runner
-(:mod:`fedids.inprocess`): only the client proxies differ.
+(:mod:`fedids.sim.inprocess`): only the client proxies differ.
 """
 
 from __future__ import annotations

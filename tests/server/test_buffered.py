@@ -10,9 +10,9 @@ import threading
 import pytest
 
 from fedids.config import ConfigError
-from fedids.inprocess import INPROCESS_RUN_ID, local_federation, run_experiment
 from fedids.server.buffered import BufferedFedIDSServer
 from fedids.server_app import make_server
+from fedids.sim.inprocess import INPROCESS_RUN_ID, local_federation, run_experiment
 from tests.conftest import small_cfg
 
 SMALL_MODEL = "model.hidden=[16] encoding.bins=8 encoding.frequencies=2"

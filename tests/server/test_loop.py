@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fedids.artifacts import RunRecorder
-from fedids.inprocess import run_experiment
+from fedids.sim.inprocess import run_experiment
 from tests.conftest import small_cfg
 
 

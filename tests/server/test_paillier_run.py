@@ -12,8 +12,8 @@ from flwr.common import parameters_to_ndarrays
 
 from fedids.crypto.keys import load_private_key
 from fedids.crypto.wire import is_encrypted_payload
-from fedids.inprocess import run_experiment
 from fedids.protocol import bytes_to_arrays
+from fedids.sim.inprocess import run_experiment
 from tests.conftest import small_cfg
 
 SMALL_MODEL = "model.hidden=[16] encoding.bins=8 encoding.frequencies=2"

@@ -1,6 +1,6 @@
 """A federation whose devices run in processes of their own: real concurrency, no Flower stack.
 
-The in-process runner (:mod:`fedids.inprocess`) calls every device in the server's process,
+The in-process runner (:mod:`fedids.sim.inprocess`) calls every device in the server's process,
 one at a time, because torch's global random state is shared by threads. Measuring how
 long a federation takes when devices work side by side (stragglers, buffered aggregation)
 needs them to run at the same time: here each device is an OS process holding its own
@@ -23,7 +23,7 @@ from flwr.common import Context, RecordDict
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 
-from fedids.inprocess import INPROCESS_RUN_ID, LocalClientProxy
+from fedids.sim.inprocess import INPROCESS_RUN_ID, LocalClientProxy
 
 #: seconds a device process gets to exit after being asked to, before it is terminated
 STOP_SECONDS = 10.0
@@ -190,7 +190,7 @@ def run_with_device_processes(
             run_path,
             simulation=True,
             client_manager=fed.manager,
-            header_extra={"runner": "device processes (fedids.device_processes)"},
+            header_extra={"runner": "device processes (fedids.sim.device_processes)"},
         )
         server.fit(int(cfg["num_server_rounds"]), timeout=None)
     return json.loads((run_path / "metrics.json").read_text())

@@ -2,7 +2,11 @@
 
 import pytest
 
-from fedids.device_processes import DeviceProcessError, ProcessFederation, run_with_device_processes
+from fedids.sim.device_processes import (
+    DeviceProcessError,
+    ProcessFederation,
+    run_with_device_processes,
+)
 from tests.conftest import small_cfg
 
 

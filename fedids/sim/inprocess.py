@@ -134,7 +134,7 @@ def run_experiment(
         run_path,
         simulation=True,
         client_manager=manager,
-        header_extra={"runner": "in-process (fedids.inprocess)"},
+        header_extra={"runner": "in-process (fedids.sim.inprocess)"},
     )
     # one device at a time: torch's global RNG (model init, dropout) is shared by threads,
     # and a run must be reproducible from its seed
