@@ -49,7 +49,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 @pytest.fixture(autouse=True)
 def _logging_left_as_found():
-    """Every test sees the loggers as the session started: a test that runs the ServerApp
+    """Every test sees the loggers as the test before it found them: a test that runs the ServerApp
     in-process routes ``fedids`` records through Flower's logger (``route_to_flower``), and
     a later test's ``caplog`` would then see its records twice or not at all, depending on
     which tests a worker ran before it."""
