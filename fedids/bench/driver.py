@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class BenchSettings:
     key_bits: int = 2048
     naive_sample: int = 200
     workers: int = 2
-    rounds: int = 3  # steady-state rounds measured per mode (after one warm-up round)
+    rounds: int = 7  # steady-state rounds measured per mode (after one warm-up round)
     local_epochs: int = 1
     seed: int = 42
     key_dir: str | None = None  # default: a temporary directory
@@ -70,6 +71,25 @@ def _peer_vectors(n_params: int, clients: int, seed: int) -> tuple[list, list[in
     updates = [[rng.normal(0, 0.3, s).astype(np.float32) for s in shapes] for _ in range(clients)]
     counts = [int(c) for c in (10 ** rng.uniform(2, 5, clients)).astype(int)]
     return updates, counts
+
+
+def overhead_breakdown(plain: dict[str, Any], packed: dict[str, Any]) -> dict[str, float]:
+    """Where a Paillier round's extra time goes (medians, seconds): the parts besides
+    training (receive/encrypt in the fit, decrypt/score/encrypt counts in the evaluation,
+    the server's sum), and the training difference, which is the same work in both modes
+    and so only noise unless encryption slows training down (it did: GIL contention)."""
+    parts = {
+        "fit_besides_training": "fit_besides_training_seconds",
+        "evaluate": "evaluate_seconds",
+        "aggregate": "aggregate_seconds",
+        "training": "train_part_seconds",
+    }
+    out = {name: packed[key] - plain[key] for name, key in parts.items()}
+    out["without_training"] = sum(v for k, v in out.items() if k != "training")
+    out["without_training_over_plain_round"] = (
+        plain["round_seconds"] + out["without_training"]
+    ) / plain["round_seconds"]
+    return out
 
 
 def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -190,6 +210,11 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = print) -> di
                 "paillier_upload_per_client": packed["upload_bytes_per_client"],
             }
             out["paillier_over_plain_round_time"] = packed["round_seconds"] / plain["round_seconds"]
+            out["paillier_over_plain_round_time_paired"] = statistics.median(
+                b["round_seconds"] / a["round_seconds"]
+                for a, b in zip(plain["rounds"][1:], packed["rounds"][1:], strict=True)
+            )
+            out["paillier_round_overhead"] = overhead_breakdown(plain, packed)
             out["paillier_over_plain_round_time_no_precompute"] = (
                 packed_nopre["round_seconds"] / plain["round_seconds"]
             )

@@ -25,6 +25,18 @@ def _rounds(result: dict[str, Any]) -> list[str]:
             f"decrypt {x['decrypt_seconds']:.3f}, encrypt {x['encrypt_seconds']:.3f}, "
             f"aggregate {x['aggregate_seconds']:.3f})"
         )
+    o = result.get("paillier_round_overhead")
+    if o:
+        lines.append(
+            f"  Paillier adds: fit besides training {o['fit_besides_training']:+.3f}, evaluate "
+            f"{o['evaluate']:+.3f}, sum {o['aggregate']:+.3f} = {o['without_training']:+.3f} s "
+            f"({o['without_training_over_plain_round']:.3f}x the plain round); training "
+            f"{o['training']:+.3f} (same work: noise, or contention)"
+        )
+        lines.append(
+            f"  round-time ratio: of medians {result['paillier_over_plain_round_time']:.3f}, "
+            f"median of interleaved pairs {result['paillier_over_plain_round_time_paired']:.3f}"
+        )
     return lines
 
 

@@ -3,7 +3,9 @@
 Drives the in-process federation (:mod:`fedids.sim.inprocess`: the very device code and
 :class:`fedids.server.loop.FedIDSServer` a ``flwr run`` runs, without Ray or gRPC), one
 round per :meth:`RoundRunner.step`, so the modes can be interleaved round by round and see
-the same background load. A round is what a federation does per round: every device's
+the same background load (wall-clock noise on a small VM moves one round's training by
++-20 %, more than the whole Paillier overhead: see ``overhead_breakdown`` in the driver,
+which compares the non-training parts). A round is what a federation does per round: every device's
 ``fit`` (receive the global model, train, encrypt), the server's sum, every device's
 ``evaluate`` (decrypt the new global model once, score the validation split, encrypt the
 counts). Devices run one after the other here; on real devices they run in parallel, so a
@@ -115,6 +117,14 @@ class RoundRunner:
             "encrypt_seconds": med("encrypt_seconds", max),
             "aggregate_seconds": med("aggregate_seconds"),
             "upload_bytes_per_client": max(steady[-1]["upload_bytes_per_client"]),
+            # the round's parts (medians): training is the same work in every mode, so what a
+            # mode adds shows in the other two even when training time varies from round to
+            # round more than the whole difference between the modes
+            "train_part_seconds": med("train_seconds", max),
+            "fit_besides_training_seconds": statistics.median(
+                max(r["client_fit_seconds"]) - max(r["train_seconds"]) for r in steady
+            ),
+            "evaluate_seconds": med("client_evaluate_seconds", max),
         }
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parameters per client timed with per-value Paillier, then extrapolated",
     )
     p.add_argument("--workers", type=int, default=2, help="crypto workers per device")
-    p.add_argument("--rounds", type=int, default=3, help="measured rounds per mode (+1 warm-up)")
+    p.add_argument("--rounds", type=int, default=7, help="measured rounds per mode (+1 warm-up)")
     p.add_argument("--seed", type=int, default=42)
     peers = p.add_mutually_exclusive_group()
     peers.add_argument(

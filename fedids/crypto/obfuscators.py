@@ -127,23 +127,44 @@ class ShortExponentBase:
                 raise ValueError("factors do not match n")
             self.p2, self.q2 = p * p, q * q
             self.p2_inv = gmpy2.invert(self.p2, self.q2)
-            self.tables = (
-                FixedBaseTable(gmpy2.powmod(h, n_mpz, self.p2), self.p2, self.exp_bits),
-                FixedBaseTable(gmpy2.powmod(h, n_mpz, self.q2), self.q2, self.exp_bits),
-            )
+            self.bases = (gmpy2.powmod(h, n_mpz, self.p2), gmpy2.powmod(h, n_mpz, self.q2))
+            self.moduli = (self.p2, self.q2)
         else:
             n2 = n_mpz * n_mpz
-            self.tables = (FixedBaseTable(gmpy2.powmod(h, n_mpz, n2), n2, self.exp_bits),)
+            self.bases, self.moduli = (gmpy2.powmod(h, n_mpz, n2),), (n2,)
+        pairs = zip(self.bases, self.moduli, strict=True)
+        self.tables = tuple(FixedBaseTable(b, m, self.exp_bits) for b, m in pairs)
+
+    def _combine(self, parts: tuple[gmpy2.mpz, ...]) -> int:
+        if not self.crt:
+            return int(parts[0])
+        u, v = parts
+        return int(u + self.p2 * ((v - u) * self.p2_inv % self.q2))
 
     def power(self, a: int) -> int:
-        """``h_s^a mod n^2``."""
-        if not self.crt:
-            return int(self.tables[0].pow(a))
-        u, v = (t.pow(a) for t in self.tables)
-        return int(u + self.p2 * ((v - u) * self.p2_inv % self.q2))
+        """``h_s^a mod n^2`` from the tables (the fastest way, but a Python loop of ~171
+        multiplications that holds the GIL throughout)."""
+        return self._combine(tuple(t.pow(a) for t in self.tables))
+
+    def power_gil_free(self, a: int) -> int:
+        """The same ``h_s^a mod n^2`` by ``powmod``, which releases the GIL (about 3.5x the
+        work of :meth:`power`, but it does not stall a thread that trains beside it)."""
+        if not 0 <= a < 1 << self.exp_bits:
+            raise ValueError("exponent out of range")
+        return self._combine(
+            tuple(gmpy2.powmod(b, a, m) for b, m in zip(self.bases, self.moduli, strict=True))
+        )
 
     def draw(self, count: int) -> list[int]:
         return [self.power(secrets.randbits(self.exp_bits)) for _ in range(count)]
+
+    def draw_gil_free(self, count: int) -> list[int]:
+        """``count`` draws, each ``powmod`` list computed in one GIL-free gmpy2 call."""
+        exps = [gmpy2.mpz(secrets.randbits(self.exp_bits)) for _ in range(count)]
+        parts = [
+            gmpy2.powmod_exp_list(b, exps, m) for b, m in zip(self.bases, self.moduli, strict=True)
+        ]
+        return [self._combine(tuple(p)) for p in zip(*parts, strict=True)]
 
 
 _BASES: dict[tuple[int, bool], ShortExponentBase] = {}
@@ -167,14 +188,27 @@ def fixed_base_obfuscators(n: int, factors: tuple[int, int] | None, count: int) 
     return short_exponent_base(n, factors).draw(count)
 
 
+def fixed_base_obfuscators_gil_free(
+    n: int, factors: tuple[int, int] | None, count: int
+) -> list[int]:
+    """The same distribution as :func:`fixed_base_obfuscators`, by ``powmod`` (GIL released):
+    for background work beside training (see :class:`ObfuscatorStore`)."""
+    return short_exponent_base(n, factors).draw_gil_free(count)
+
+
 class ObfuscatorStore:
     """Obfuscators for one key, computed ahead of time and handed out once each.
 
     :meth:`start` computes them one at a time in ONE background thread: the device trains
     on another core, so precompute should not compete with it for every core, and partial
-    progress is usable. :meth:`take` stops that thread and computes whatever is still
-    missing with all the pool's workers. With a process pool (a gmpy2 that cannot release
-    the GIL) the background work is instead queued as one task in the pool.
+    progress is usable. That thread uses ``powmod``, which releases the GIL, even for
+    fixed-base obfuscators whose table method is cheaper: the table method is a Python loop
+    that holds the GIL, and beside a training thread (which needs the GIL between torch
+    operations) it slowed 1-thread training by 0.2-0.3 s for 166 obfuscators, more than the
+    0.18 s it costs (measured; docs/paillier.md "Obfuscators"). :meth:`take` stops that
+    thread and computes whatever is still missing with all the pool's workers (the table
+    method). With a process pool (a gmpy2 that cannot release the GIL) the background work
+    is instead queued as one task in the pool.
     """
 
     def __init__(
@@ -194,10 +228,12 @@ class ObfuscatorStore:
         self.method = method
         if method == "fixed-base":
             self._fn, self._args = fixed_base_obfuscators, (n, factors)
+            self._background_fn = fixed_base_obfuscators_gil_free
         else:
             self._fn, self._args = (
                 (random_obfuscators_crt, factors) if factors else (random_obfuscators, (n,))
             )
+            self._background_fn = self._fn  # already one GIL-free powmod per value
         self._ready: list[int] = []
         self._target = 0
         self._thread: threading.Thread | None = None
@@ -232,7 +268,7 @@ class ObfuscatorStore:
             with self._lock:
                 if len(self._ready) >= self._target:
                     return
-            value = self._fn(*self._args, 1)[0]
+            value = self._background_fn(*self._args, 1)[0]
             with self._lock:
                 self._ready.append(value)
 
@@ -252,14 +288,28 @@ class ObfuscatorStore:
                 self._ready.extend(values)
 
     def _compute_now(self, count: int) -> list[int]:
-        """``count`` obfuscators on the critical path, with every worker of the pool."""
+        """``count`` obfuscators on the critical path, with every worker of the pool.
+
+        The fixed-base table method holds the GIL, so in a thread pool only one thread can
+        run it (two threads measured slower than one): this thread runs it, and the pool's
+        workers draw a share by ``powmod`` (GIL released, about 1/4 as fast each) meanwhile.
+        """
         if self.pool is None or self.pool.workers < 2 or count < 2:
             return self._fn(*self._args, count)
+        if self._use_processes() or self.method != "fixed-base":
+            futures = [
+                self.pool.submit(self._fn, *self._args, size)
+                for size in split(count, self.pool.workers)
+            ]
+            return [v for fut in futures for v in fut.result()]
+        helpers = self.pool.workers - 1
+        side = count * helpers // (helpers + 4)
         futures = [
-            self.pool.submit(self._fn, *self._args, size)
-            for size in split(count, self.pool.workers)
+            self.pool.submit(self._background_fn, *self._args, size)
+            for size in (split(side, helpers) if side else [])
         ]
-        return [v for fut in futures for v in fut.result()]
+        mine = self._fn(*self._args, count - side)
+        return mine + [v for fut in futures for v in fut.result()]
 
     def take(self, count: int) -> tuple[list[int], int]:
         """``count`` obfuscators, and how many of them were ready before this call (the rest
@@ -283,8 +333,19 @@ class ObfuscatorStore:
         return out, min(precomputed, count)
 
     def wait(self) -> None:
-        """Block until the obfuscators asked for by :meth:`start` are computed."""
-        self._halt(wait_for_target=True)
+        """Block until the obfuscators asked for by :meth:`start` are computed. Whatever the
+        background thread has not done yet is computed now, by the table method with every
+        worker of the pool: a caller that waits is not training beside it."""
+        if self._use_processes():
+            self._halt(wait_for_target=True)
+            return
+        self._halt(wait_for_target=False)
+        with self._lock:
+            missing = self._target - len(self._ready)
+        if missing > 0:
+            fresh = self._compute_now(missing)
+            with self._lock:
+                self._ready.extend(fresh)
 
     def cancel(self) -> None:
         """Stop background work and drop unused obfuscators."""

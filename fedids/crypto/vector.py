@@ -55,9 +55,22 @@ def _private_key(n: int, p: int, q: int) -> paillier.PaillierPrivateKey:
 
 
 def decrypt_chunk(n: int, p: int, q: int, ciphertexts: Sequence[int]) -> list[int]:
-    """CRT decryption of raw ciphertexts (phe's ``raw_decrypt``)."""
+    """CRT decryption of raw ciphertexts: phe's ``raw_decrypt`` (same precomputed ``hp``,
+    ``hq``, ``p^-1 mod q``), with the two powers of the whole chunk each computed in ONE
+    gmpy2 call that releases the GIL (``powmod_base_list``): a thread that decrypts then
+    never waits for the GIL between ciphertexts while another thread runs Python."""
     key = _private_key(n, p, q)
-    return [int(key.raw_decrypt(c)) for c in ciphertexts]
+    p_mpz, q_mpz = gmpy2.mpz(key.p), gmpy2.mpz(key.q)
+    cs = [gmpy2.mpz(c) for c in ciphertexts]
+    xs = gmpy2.powmod_base_list(cs, p_mpz - 1, gmpy2.mpz(key.psquare))
+    ys = gmpy2.powmod_base_list(cs, q_mpz - 1, gmpy2.mpz(key.qsquare))
+    hp, hq, p_inv = gmpy2.mpz(key.hp), gmpy2.mpz(key.hq), gmpy2.mpz(key.p_inverse)
+    out = []
+    for x, y in zip(xs, ys, strict=True):
+        mp = (x - 1) // p_mpz * hp % p_mpz
+        mq = (y - 1) // q_mpz * hq % q_mpz
+        out.append(int(mp + ((mq - mp) * p_inv % q_mpz) * p_mpz))
+    return out
 
 
 # -- vector operations -------------------------------------------------------------------------

@@ -249,12 +249,20 @@ class FedIDSClient(NumPyClient):
             return 0.0, 1, self._report(ins)
         if ins.phase != protocol.PHASE_EVALUATE or ins.round < 1:
             raise protocol.ProtocolError(f"evaluate with phase {ins.phase!r} round {ins.round}")
-        t0 = time.perf_counter()
         setup = self._setup()
         model = self._model(setup)
-        set_weights(model, self._accept_global(parameters, ins.round, setup, ins.run_path))
-        decrypt_s = time.perf_counter() - t0
-        enc = device_data.encode(self.table, setup, self.cfg)
+
+        def accept() -> tuple[list[np.ndarray], float]:
+            t0 = time.perf_counter()
+            weights = self._accept_global(parameters, ins.round, setup, ins.run_path)
+            return weights, time.perf_counter() - t0
+
+        (weights, decrypt_s), enc = _beside(
+            accept,
+            lambda: device_data.encode(self.table, setup, self.cfg),
+            self.mode == "paillier",
+        )
+        set_weights(model, weights)
         n_classes = len(self.table.class_names)
         cm = confusion(model, enc.x_val, enc.y_val, n_classes)
         loss_sum = _loss_sum(model, enc.x_val, enc.y_val)
@@ -319,6 +327,28 @@ class FedIDSClient(NumPyClient):
         if self.partition_id == 0:
             detector.save(base / "model.pt")
         log.info("device %d saved its model under %s", self.partition_id, base)
+
+
+def _beside(main: Any, other: Any, overlap: bool) -> tuple[Any, Any]:
+    """``(main(), other())``; with ``overlap``, ``other`` runs in a helper thread meanwhile.
+
+    Evaluation overlaps the decryption of the global model (powmods on the crypto pool's
+    threads, GIL released) with encoding the validation records, which needs no model: on a
+    2-core device the decryption alone leaves the encoding's CPU time idle. An error in
+    either is raised here, ``main``'s first.
+    """
+    if not overlap:
+        return main(), other()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedids-encode") as helper:
+        later = helper.submit(other)
+        try:
+            first = main()
+        except BaseException:
+            later.cancel()
+            raise
+        return first, later.result()
 
 
 def protocol_digest(arrays: list[np.ndarray]) -> str:

@@ -121,8 +121,14 @@ def test_bench_command_end_to_end_small(tmp_path, capsys):
         model["parameters"]
     )
     assert len(result["rounds"]["paillier"]["rounds"]) == 2
+    over = result["paillier_round_overhead"]  # the parts add up to what the table prints
+    assert over["without_training"] == pytest.approx(
+        over["fit_besides_training"] + over["evaluate"] + over["aggregate"]
+    )
+    assert over["evaluate"] > 0  # a Paillier evaluation decrypts 166 ciphertexts first
+    assert result["paillier_over_plain_round_time_paired"] > 0
     printed = capsys.readouterr().out
-    assert "targets" in printed and "per-value phe" in printed
+    assert "targets" in printed and "per-value phe" in printed and "Paillier adds" in printed
 
 
 def test_bench_command_refuses_bad_counts(capsys):

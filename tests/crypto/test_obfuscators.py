@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import threading
+import time
 
 import gmpy2
 import pytest
@@ -93,3 +94,46 @@ def test_keys_are_admissible_and_auto_falls_back_for_older_keys(keys1024):
             break
     enc = UpdateEncryptor(old_pub, params, 1, private_key=old_priv)
     assert enc.obfuscators == "classic"
+
+
+@pytest.mark.parametrize("crt", [False, True])
+def test_gil_free_power_is_the_same_obfuscator(keys1024, crt):
+    pub, priv = keys1024
+    base = ob.ShortExponentBase(pub.n, (priv.p, priv.q) if crt else None)
+    for a in (0, 1, secrets.randbits(base.exp_bits), 2**base.exp_bits - 1):
+        assert base.power_gil_free(a) == base.power(a)
+    with pytest.raises(ValueError, match="range"):
+        base.power_gil_free(2**base.exp_bits)
+    rs = base.draw_gil_free(4)
+    assert len(set(rs)) == 4 and all(pow(r, _lambda(priv), pub.nsquare) == 1 for r in rs)
+
+
+def test_background_precompute_uses_powmod_not_the_gil_holding_table(keys512, monkeypatch):
+    """The table method holds the GIL for its whole Python loop and stalls a training thread
+    beside it; the background thread must use the powmod form (GIL released) instead, while
+    what is missing at ``take`` (nobody trains then) still uses the cheaper table."""
+    pub, priv = keys512
+    store = vector.ObfuscatorStore(pub.n, vector.WorkerPool(2, "thread"), (priv.p, priv.q))
+    in_background = threading.Event()
+
+    def table_method(*args):
+        if threading.current_thread().name == "fedids-precompute":
+            in_background.set()
+        return real_table(*args)
+
+    real_table = ob.fixed_base_obfuscators
+    monkeypatch.setattr(ob, "fixed_base_obfuscators", table_method)
+    store._fn = table_method  # what the store bound at construction
+    store.start(6)
+    deadline = time.monotonic() + 60
+    while len(store._ready) < 6 and time.monotonic() < deadline:  # the background's own work
+        time.sleep(0.01)
+    got, precomputed = store.take(8)  # 6 from the background, 2 computed now by the table
+    assert precomputed == 6 and len(set(got)) == 8
+    assert not in_background.is_set()
+    store.start(4)
+    store.wait()  # a caller that waits does not train: the rest is computed by the table now
+    assert len(store._ready) == 4
+    assert all(pow(r, _lambda(priv), pub.nsquare) == 1 for r in got)
+    assert [priv.raw_decrypt(c) for c in vector.encrypt_many(pub.n, [3] * 8, got)] == [3] * 8
+    store.pool.close()

@@ -66,6 +66,35 @@ def test_take_reports_precomputed_count(keys512, kind):
         pool.close()
 
 
+def test_list_decryption_matches_phe_raw_decrypt(keys2048):
+    """``decrypt_chunk`` (GIL-free ``powmod_base_list``) is phe's ``raw_decrypt``, edges too."""
+    import secrets
+
+    pub, priv = keys2048
+    ms = [0, 1, pub.n - 1, 2**2046, *(secrets.randbelow(pub.n) for _ in range(12))]
+    cts = vector.encrypt_many(pub.n, ms, vector.random_obfuscators(pub.n, len(ms)))
+    assert vector.decrypt_chunk(pub.n, priv.p, priv.q, cts) == [priv.raw_decrypt(c) for c in cts]
+    assert vector.decrypt_chunk(pub.n, priv.p, priv.q, cts) == ms
+    assert vector.decrypt_chunk(pub.n, priv.p, priv.q, []) == []
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_fixed_base_on_demand_shares_work_with_gil_free_workers(keys1024, workers):
+    """On the critical path the table method runs in the calling thread only (it holds the
+    GIL); the pool's workers add powmod draws of the same distribution meanwhile."""
+    pub, priv = keys1024
+    lam = (priv.p - 1) * (priv.q - 1) // math.gcd(priv.p - 1, priv.q - 1)
+    pool = vector.WorkerPool(workers, "thread")
+    try:
+        store = vector.ObfuscatorStore(pub.n, pool, (priv.p, priv.q))
+        got, precomputed = store.take(25)
+        assert precomputed == 0 and len(got) == 25 and len(set(got)) == 25
+        assert all(pow(r, lam, pub.nsquare) == 1 for r in got)  # n-th residues, every one
+        assert [priv.raw_decrypt(c) for c in vector.encrypt_many(pub.n, [9] * 25, got)] == [9] * 25
+    finally:
+        pool.close()
+
+
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_parallel_decrypt_matches_inline(keys1024, kind):
     pub, priv = keys1024

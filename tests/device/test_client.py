@@ -1,9 +1,12 @@
 """A device through the protocol's phases (plain mode; Paillier in tests/device/test_paillier*)."""
 
+import threading
+
 import numpy as np
 import pytest
 
 from fedids import protocol
+from fedids.device import client as client_mod
 from fedids.protocol import ProtocolError
 from tests.conftest import small_cfg
 
@@ -108,3 +111,34 @@ def test_plain_run_refused_by_a_device_holding_a_key(device):
     cfg = small_cfg(mode="plain")
     with pytest.raises(PolicyError, match="allow-plain=true"):
         device(cfg, 0, **{"key-dir": "/etc/fedids/keys"}).client(simulation=False)
+
+
+# -- evaluation overlaps the decryption with encoding: results and errors intact --------------
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_beside_returns_both_results_in_order(overlap):
+    threads = []
+
+    def other():
+        threads.append(threading.current_thread().name)
+        return "encoded"
+
+    assert client_mod._beside(lambda: "weights", other, overlap) == ("weights", "encoded")
+    assert threads[0].startswith("fedids-encode") == overlap
+
+
+def test_beside_raises_the_decryption_error_first():
+    def refuse():
+        raise ValueError("device 0 refuses the global model")
+
+    with pytest.raises(ValueError, match="refuses"):
+        client_mod._beside(refuse, lambda: 1 / 0, True)
+
+
+def test_beside_raises_an_encoding_error():
+    def bad():
+        raise KeyError("column")
+
+    with pytest.raises(KeyError, match="column"):
+        client_mod._beside(lambda: [1], bad, True)

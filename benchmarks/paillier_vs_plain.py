@@ -1,0 +1,134 @@
+"""Does Paillier change what the federation learns? Plain vs Paillier, same seeds, one CSV.
+
+For each seed: one federated plain run and one Paillier run (in process, the product's
+device and server code), identical in everything but the channel. Reported per seed: the
+final macro-F1 of each and their difference, and the mean of the last ``--tail`` rounds
+(the curves wobble from round to round). Summary: the mean and spread of the differences
+against the spread of plain itself across seeds, so a difference can be read against the
+run's own noise. Extra ``--variant NAME=OVERRIDE[,OVERRIDE]`` runs Paillier again with other
+codec settings (e.g. ``--variant bits24=mode.value_bits=24``).
+
+    python benchmarks/paillier_vs_plain.py --csv ../shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv \\
+        --classification multi --partition dirichlet --seeds 1,2,3 --json /tmp/pvp.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fedids.baseline import run_config
+
+
+def _run(overrides: list[str], run_path: Path) -> dict[str, Any]:
+    from fedids.sim.inprocess import run_experiment
+
+    doc = run_experiment(run_config(overrides), run_path)
+    rounds = sorted(doc.get("rounds") or [], key=lambda r: r["round"])
+    if not rounds:
+        raise RuntimeError(f"{run_path}: no round completed")
+    return {
+        "final": rounds[-1]["macro_f1"],
+        "per_round": [r["macro_f1"] for r in rounds],
+        "clipped": sum(int(r.get("clipped_values") or 0) for r in rounds),
+    }
+
+
+def _tail(curve: list[float], n: int) -> float:
+    return statistics.fmean(curve[-n:])
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", type=Path, required=True)
+    ap.add_argument("--dataset", default="ton_iot", help="dataset preset (conf/dataset)")
+    ap.add_argument("--classification", default="multi")
+    ap.add_argument("--partition", default="dirichlet", choices=["iid", "dirichlet"])
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--local-epochs", type=int, default=2)
+    ap.add_argument("--devices", type=int, default=2)
+    ap.add_argument("--tail", type=int, default=3, help="rounds averaged at the end")
+    ap.add_argument("--variant", action="append", default=[], help="NAME=OVERRIDE[,OVERRIDE]")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    args = ap.parse_args(argv)
+    if not args.csv.is_file():
+        print(f"paillier_vs_plain: no such CSV: {args.csv}", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    variants: dict[str, list[str]] = {"paillier": []}
+    for v in args.variant:
+        name, _, over = v.partition("=")
+        if not name or not over:
+            print(f"paillier_vs_plain: --variant wants NAME=OVERRIDE, got {v!r}", file=sys.stderr)
+            return 2
+        variants[name] = over.split(",")
+    common = [
+        f"dataset={args.dataset}", f"dataset.path={args.csv.resolve()}",
+        f"classification={args.classification}", f"num_server_rounds={args.rounds}",
+        f"local_epochs={args.local_epochs}", f"partition={args.partition}",
+        f"federation.num_partitions={args.devices}", f"federation.min_fit_clients={args.devices}",
+        f"federation.min_evaluate_clients={args.devices}",
+        f"federation.min_available_clients={args.devices}", *args.overrides,
+    ]  # fmt: skip
+    if args.partition == "dirichlet":
+        common.append(f"partition.alpha={args.alpha}")
+    per_seed: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fedids-pvp-") as tmp:
+        for seed in seeds:
+            row: dict[str, Any] = {"seed": seed}
+            row["plain"] = _run([*common, f"seed={seed}", "mode=plain"], Path(tmp, f"{seed}-p"))
+            for name, extra in variants.items():
+                over = [*common, f"seed={seed}", "mode=paillier", *extra]
+                row[name] = _run(over, Path(tmp, f"{seed}-{name}"))
+            line = f"seed {seed}: plain {row['plain']['final']:.4f}"
+            for name in variants:
+                d = row[name]["final"] - row["plain"]["final"]
+                line += f" | {name} {row[name]['final']:.4f} ({d:+.4f})"
+            print(line, flush=True)
+            per_seed.append(row)
+    summary: dict[str, Any] = {
+        "plain_final_spread_across_seeds": _spread([r["plain"]["final"] for r in per_seed]),
+        "plain_round_to_round_wobble": statistics.fmean(
+            statistics.fmean(abs(a - b) for a, b in zip(c[-args.tail - 1 :], c[-args.tail :]))
+            for c in (r["plain"]["per_round"] for r in per_seed)
+        ),
+    }
+    for name in variants:
+        finals = [r[name]["final"] - r["plain"]["final"] for r in per_seed]
+        tails = [
+            _tail(r[name]["per_round"], args.tail) - _tail(r["plain"]["per_round"], args.tail)
+            for r in per_seed
+        ]
+        summary[name] = {
+            "final_differences": finals,
+            "mean_final_difference": statistics.fmean(finals),
+            "max_abs_final_difference": max(abs(d) for d in finals),
+            "tail_differences": tails,
+            "mean_tail_difference": statistics.fmean(tails),
+            "within_0.005": sum(abs(d) <= 0.005 for d in finals),
+        }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"setup": vars(args) | {"csv": str(args.csv), "json": None}, "seeds": per_seed,
+                 "summary": summary}, indent=1, default=str,
+            )  # fmt: skip
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
