@@ -8,7 +8,8 @@ against the spread of plain itself across seeds, so a difference can be read aga
 run's own noise. Extra ``--variant NAME=OVERRIDE[,OVERRIDE]`` runs Paillier again with other
 codec settings (e.g. ``--variant bits24=mode.value_bits=24``).
 
-    python benchmarks/paillier_vs_plain.py --csv ../shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv \\
+    python benchmarks/paillier_vs_plain.py \\
+        --csv ../shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv \\
         --classification multi --partition dirichlet --seeds 1,2,3 --json /tmp/pvp.json
 """
 
@@ -41,6 +42,12 @@ def _run(overrides: list[str], run_path: Path) -> dict[str, Any]:
 
 def _tail(curve: list[float], n: int) -> float:
     return statistics.fmean(curve[-n:])
+
+
+def _wobble(curve: list[float], n: int) -> float:
+    """Mean |change| between consecutive rounds over the last ``n`` changes."""
+    tail = curve[-n - 1 :]
+    return statistics.fmean(abs(b - a) for a, b in zip(tail[:-1], tail[1:], strict=True))
 
 
 def _spread(values: list[float]) -> float:
@@ -101,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {
         "plain_final_spread_across_seeds": _spread([r["plain"]["final"] for r in per_seed]),
         "plain_round_to_round_wobble": statistics.fmean(
-            statistics.fmean(abs(a - b) for a, b in zip(c[-args.tail - 1 :], c[-args.tail :]))
-            for c in (r["plain"]["per_round"] for r in per_seed)
+            _wobble(r["plain"]["per_round"], args.tail) for r in per_seed
         ),
     }
     for name in variants:
