@@ -205,9 +205,9 @@ class ObfuscatorStore:
     fixed-base obfuscators whose table method is cheaper: the table method is a Python loop
     that holds the GIL, and beside a training thread (which needs the GIL between torch
     operations) it slowed 1-thread training by 0.2-0.3 s for 166 obfuscators, more than the
-    0.18 s it costs (measured; docs/paillier.md "Obfuscators"). :meth:`take` stops that
-    thread and computes whatever is still missing with all the pool's workers (the table
-    method). With a process pool (a gmpy2 that cannot release the GIL) the background work
+    0.18 s it costs (measured; docs/paillier.md "The GIL, measured"). :meth:`take` stops
+    that thread and computes whatever is still missing at once (:meth:`_compute_now`). With
+    a process pool (a gmpy2 that cannot release the GIL) the background work
     is instead queued as one task in the pool.
     """
 
@@ -334,8 +334,8 @@ class ObfuscatorStore:
 
     def wait(self) -> None:
         """Block until the obfuscators asked for by :meth:`start` are computed. Whatever the
-        background thread has not done yet is computed now, by the table method with every
-        worker of the pool: a caller that waits is not training beside it."""
+        background thread has not done yet is computed now (:meth:`_compute_now`, the table
+        method first): a caller that waits is not training beside it."""
         if self._use_processes():
             self._halt(wait_for_target=True)
             return
