@@ -6,7 +6,10 @@ final macro-F1 of each and their difference, and the mean of the last ``--tail``
 (the curves wobble from round to round). Summary: the mean and spread of the differences
 against the spread of plain itself across seeds, so a difference can be read against the
 run's own noise. Extra ``--variant NAME=OVERRIDE[,OVERRIDE]`` runs Paillier again with other
-codec settings (e.g. ``--variant bits24=mode.value_bits=24``).
+codec settings (e.g. ``--variant bits24=mode.value_bits=24``). ``--plain-nudge`` adds a
+control: plain again, with every averaged weight moved by one float32 ulp (a seeded random
+direction, about 6e-8 relative) after each aggregation. It measures how far two runs drift
+apart from a difference far below any codec's, that is, the training's own sensitivity.
 
     python benchmarks/paillier_vs_plain.py \\
         --csv ../shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv \\
@@ -16,14 +19,44 @@ codec settings (e.g. ``--variant bits24=mode.value_bits=24``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fedids.baseline import run_config
+
+#: the instrument of ``--plain-nudge`` (a measurement, not a product setting)
+NUDGE_SEED = 12345
+
+
+@contextlib.contextmanager
+def _nudged_plain_average(seed: int) -> Iterator[None]:
+    """Plain FedAvg whose result moves by one float32 ulp per weight, up or down at random."""
+    import numpy as np
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+    from strategies.plain_fedavg import PlainFedAvg
+
+    original = PlainFedAvg.weighted_average
+    rng = np.random.default_rng(seed)
+
+    def nudged(self: PlainFedAvg, weighted: list[tuple[list[Any], int]]) -> Any:
+        out = []
+        for a in parameters_to_ndarrays(original(self, weighted)):
+            toward = np.where(rng.random(a.shape) < 0.5, np.inf, -np.inf).astype(np.float32)
+            out.append(np.nextafter(a, toward).astype(np.float32))
+        return ndarrays_to_parameters(out)
+
+    PlainFedAvg.weighted_average = nudged  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PlainFedAvg.weighted_average = original  # type: ignore[method-assign]
 
 
 def _run(overrides: list[str], run_path: Path) -> dict[str, Any]:
@@ -67,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=2)
     ap.add_argument("--tail", type=int, default=3, help="rounds averaged at the end")
     ap.add_argument("--variant", action="append", default=[], help="NAME=OVERRIDE[,OVERRIDE]")
+    ap.add_argument(
+        "--plain-nudge",
+        action="store_true",
+        help="control: plain again, each average moved by one float32 ulp (training sensitivity)",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args(argv)
@@ -74,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paillier_vs_plain: no such CSV: {args.csv}", file=sys.stderr)
         return 2
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    variants: dict[str, list[str]] = {"paillier": []}
+    variants: dict[str, list[str]] = {"paillier": ["mode=paillier"]}
     for v in args.variant:
         name, _, over = v.partition("=")
         if not name or not over:
             print(f"paillier_vs_plain: --variant wants NAME=OVERRIDE, got {v!r}", file=sys.stderr)
             return 2
-        variants[name] = over.split(",")
+        variants[name] = ["mode=paillier", *over.split(",")]
+    if args.plain_nudge:
+        variants["plain_nudged"] = ["mode=plain"]
     common = [
         f"dataset={args.dataset}", f"dataset.path={args.csv.resolve()}",
         f"classification={args.classification}", f"num_server_rounds={args.rounds}",
@@ -97,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             row: dict[str, Any] = {"seed": seed}
             row["plain"] = _run([*common, f"seed={seed}", "mode=plain"], Path(tmp, f"{seed}-p"))
             for name, extra in variants.items():
-                over = [*common, f"seed={seed}", "mode=paillier", *extra]
-                row[name] = _run(over, Path(tmp, f"{seed}-{name}"))
+                over = [*common, f"seed={seed}", *extra]
+                nudge = _nudged_plain_average(NUDGE_SEED + seed)
+                with nudge if name == "plain_nudged" else contextlib.nullcontext():
+                    row[name] = _run(over, Path(tmp, f"{seed}-{name}"))
             line = f"seed {seed}: plain {row['plain']['final']:.4f}"
             for name in variants:
                 d = row[name]["final"] - row["plain"]["final"]
@@ -129,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"setup": vars(args) | {"csv": str(args.csv), "json": None}, "seeds": per_seed,
-                 "summary": summary}, indent=1, default=str,
+                {
+                    "setup": vars(args) | {"csv": str(args.csv), "json": None},
+                    "seeds": per_seed,
+                    "summary": summary,
+                },
+                indent=1,
+                default=str,
             )  # fmt: skip
         )
     return 0

@@ -7,10 +7,13 @@ slowed on the device side (``aggregation.slowdown``: after each fit it sleeps
 ``(factor - 1)`` x what the fit took), so its slowness is wall-clock time the server sees,
 and mostly sleep: on a shared machine the slowdown dominates the compute noise.
 
-Both runs do the same training work: as many device updates aggregated. A sync round holds
-every device's update; a buffered version holds ``devices - 0.5`` on average here (with
-``max_staleness: 1`` the slow device is in every second version), so the buffered run makes
+Both runs aggregate as many device updates. A sync round holds every device's update; a
+buffered version holds ``devices - 0.5`` on average here (with ``max_staleness: 1`` the slow
+device is in every second version), so the buffered run makes
 ``round(rounds x devices / (devices - 0.5))`` versions (``--buffered-rounds`` overrides).
+In a buffered run a fast device whose update would wait for the slow one trains more epochs
+meanwhile (``aggregation.idle_epochs_factor``, default 2; the simulated slowdown pads them
+in proportion); ``device_epochs`` says how much training each run aggregated in all.
 Training is set to converge within the run (``local_epochs=2 train.lr=0.01``:
 ``TRAINING``), so that final figures are comparable.
 
@@ -119,7 +122,22 @@ def slow_device_id(args: argparse.Namespace) -> str:
     return str(1000 + args.slow_partition)  # fedids.sim.device_processes node ids
 
 
-def summarize(doc: dict[str, Any], slow: str, devices: int, wall: float) -> dict[str, Any]:
+def device_epochs(rounds: list[dict[str, Any]], local_epochs: int) -> int:
+    """Local epochs in every aggregated update: a buffered record says each contributor's
+    (``local_epochs``, more when a fast device filled a wait), a sync round has
+    ``fit_clients`` updates of ``local_epochs``."""
+    total = 0
+    for r in rounds:
+        if "contributors" in r:
+            total += sum(int(c.get("local_epochs") or local_epochs) for c in r["contributors"])
+        else:
+            total += int(r["fit_clients"]) * local_epochs
+    return total
+
+
+def summarize(
+    doc: dict[str, Any], slow: str, devices: int, wall: float, local_epochs: int = 2
+) -> dict[str, Any]:
     """Figures of one run from its metrics.json."""
     setup = float(doc.get("setup_seconds", 0.0))
     rounds = doc["rounds"]
@@ -148,6 +166,8 @@ def summarize(doc: dict[str, Any], slow: str, devices: int, wall: float) -> dict
         "rebound_updates": sum(
             1 for r in rounds for c in r.get("contributors", []) if c.get("rebound")
         ),
+        "device_updates": sum(int(r["fit_clients"]) for r in rounds),
+        "device_epochs": device_epochs(rounds, local_epochs),
         "setup_seconds": setup,
         "training_seconds": curve[-1][0] if curve else None,
         "wall_seconds": wall,
@@ -169,7 +189,7 @@ def run_one(args, aggregation: str, rounds: int, data: str, workdir: Path, tag: 
     t0 = time.perf_counter()
     doc = run_with_device_processes(cfg, workdir / f"{tag}-{aggregation}", num_devices=args.devices)
     wall = time.perf_counter() - t0
-    out = summarize(doc, slow_device_id(args), args.devices, wall)
+    out = summarize(doc, slow_device_id(args), args.devices, wall, int(cfg["local_epochs"]))
     print(
         f"{tag} {aggregation:>8}: {out['aggregations']} aggregations in "
         f"{out['training_seconds']:.1f} s (+{out['setup_seconds']:.1f} s setup), final macro-F1 "

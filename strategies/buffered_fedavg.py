@@ -46,6 +46,7 @@ class BufferedUpdate:
     metrics: dict[str, Any]
     payload: Any = field(repr=False, default=None)  # plain arrays / parsed Paillier update
     rebound: bool = False  # re-based by its device for a later version than first made for
+    local_epochs: int = 0  # local epochs the server asked for (0: not known)
 
 
 class BufferAggregator(Protocol):

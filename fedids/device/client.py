@@ -235,7 +235,9 @@ class FedIDSClient(NumPyClient):
                 "decrypt_seconds": receive_s,
             }
         )
-        slept = pause_for_slowdown(self.cfg, self.partition_id, train_s)
+        slept = pause_for_slowdown(
+            self.cfg, self.partition_id, train_s, work=epochs / int(self.cfg["local_epochs"])
+        )
         if slept:
             metrics["slowdown_seconds"] = slept
         if self.mode == "plain":

@@ -12,7 +12,9 @@ On a machine shared with other work, measured training times follow the machine'
 so would a slowdown proportional to them. ``aggregation.slowdown_base_seconds`` (``b``,
 default 0: off) pins the simulated speeds instead: every device's training then takes at
 least ``f x b`` seconds (it sleeps the difference), ``f = 1`` for devices not listed, or
-``f`` times its real training time if that is longer.
+``f`` times its real training time if that is longer. ``b`` is for a fit of
+``local_epochs`` epochs: a fit asked for more (a buffered run filling a wait,
+:func:`fedids.server.buffer_rule.epochs_to_fill`) takes proportionally longer.
 """
 
 from __future__ import annotations
@@ -74,14 +76,16 @@ def base_seconds(value: Any) -> float:
     return float(value)
 
 
-def pause_for_slowdown(cfg: Mapping[str, Any], partition_id: int, train_seconds: float) -> float:
-    """Sleep so that training took ``max(factor x train_seconds, factor x base)``; returns the
-    seconds slept."""
+def pause_for_slowdown(
+    cfg: Mapping[str, Any], partition_id: int, train_seconds: float, work: float = 1.0
+) -> float:
+    """Sleep so that training took ``max(factor x train_seconds, factor x base x work)``
+    (``work``: epochs trained over the run's ``local_epochs``); returns the seconds slept."""
     agg = cfg.get("aggregation") or {}
     factor = slowdown_factor(agg.get("slowdown"), partition_id)
     base = base_seconds(agg.get("slowdown_base_seconds"))
     worked = max(0.0, float(train_seconds))
-    pause = max((factor - 1.0) * worked, factor * base - worked, 0.0)
+    pause = max((factor - 1.0) * worked, factor * base * max(0.0, work) - worked, 0.0)
     if pause > 0:
         time.sleep(pause)
     return pause

@@ -9,7 +9,11 @@ updates and makes a new global version when one of these holds, checked after ev
   is BFL's weighted average time: the mean of the devices' recent response times, weighted
   by their data size (plain mode; in Paillier mode no record count reaches the server, so
   every device weighs the same). A device that has not answered yet counts with the time it
-  has been working so far (a lower bound), so the first version is not held by a guess;
+  has been working so far (a lower bound). T_W exists only once ``buffer_size`` devices have
+  answered: before that, the lower bounds are the elapsed time itself, so the threshold would
+  fire the moment ``min_updates`` arrived and the first version would miss a fast device by
+  a fraction of a second (measured: its update then joined version 2 as a stale one, and the
+  run's path depended on that race);
 * ``all_arrived``: no update is on its way (waiting cannot add anything);
 
 provided the buffer holds at least ``min_updates`` (``federation.min_fit_clients``) and
@@ -21,6 +25,13 @@ its call times out). The same holds for an update being re-based on the current 
 That bound is also the fairness guarantee: a device is in at least one of every
 ``max_staleness + 1`` aggregations, however slow it is. The run's last version
 waits for every update still on its way (``final``), so no device's work is wasted.
+
+A device whose next update would wait for a slower device anyway (the version it joins cannot
+be made before that device's update arrives, or it would be stranded) does not sit idle: it
+is asked for up to ``idle_epochs_factor`` x ``local_epochs`` local epochs, as many as its
+measured times (per epoch, and per fit besides training) say fit before the slower device
+is expected (:func:`epochs_to_fill`). Its extra epochs are real training, and the simulated slowdown
+(:mod:`fedids.device.slowdown`) pads them in proportion.
 
 One device contributes at most one update per aggregation: a fast device that already has an
 update in the buffer gets the next global version when it exists, instead of training again
@@ -43,6 +54,10 @@ from typing import Any
 MAX_STALENESS_LIMIT = 16
 #: the largest integer staleness multiplier (the codec's headroom grows with it)
 MAX_MULTIPLIER_LIMIT = 64
+#: the largest ``idle_epochs_factor`` (a device is asked for at most this x local_epochs)
+MAX_IDLE_EPOCHS_FACTOR = 8
+#: share of the expected wait that extra epochs may fill (the rest absorbs timing noise)
+FILL_MARGIN = 0.85
 
 TRIGGER_BUFFER_FULL = "buffer_full"
 TRIGGER_TIME = "time_threshold"
@@ -64,6 +79,7 @@ class BufferSettings:
     max_multiplier: int
     time_factor: float
     smoothing: float  # weight of the newest response time in each device's moving average
+    idle_epochs_factor: int = 1  # a device that would wait trains up to this x local_epochs
 
     @classmethod
     def from_config(
@@ -98,6 +114,11 @@ class BufferSettings:
             max_multiplier=number("max_multiplier", int, 1, MAX_MULTIPLIER_LIMIT),
             time_factor=number("time_factor", float, 0.0, 1000.0),
             smoothing=number("response_smoothing", float, 0.01, 1.0),
+            idle_epochs_factor=(
+                1
+                if agg.get("idle_epochs_factor") is None
+                else number("idle_epochs_factor", int, 1, MAX_IDLE_EPOCHS_FACTOR)
+            ),
         )
 
 
@@ -134,6 +155,24 @@ def staleness_multiplier(staleness: int, settings: BufferSettings) -> int:
     return max(1, min(m, math.floor(raw + 0.5)))
 
 
+def epochs_to_fill(
+    local_epochs: int,
+    wait_seconds: float | None,
+    seconds_per_epoch: float | None,
+    factor: int,
+    fixed_seconds: float = 0.0,
+) -> int:
+    """Local epochs for a device whose update would wait ``wait_seconds`` for a slower device:
+    as many as fit, with its ``fixed_seconds`` per fit (messages, decryption, evaluation), in
+    ``FILL_MARGIN`` of that wait at its measured ``seconds_per_epoch``; at least
+    ``local_epochs``, at most ``factor x local_epochs``. Nothing known: ``local_epochs``."""
+    base = max(1, int(local_epochs))
+    if factor <= 1 or not wait_seconds or not seconds_per_epoch or seconds_per_epoch <= 0:
+        return base
+    fit = math.floor((FILL_MARGIN * wait_seconds - max(0.0, fixed_seconds)) / seconds_per_epoch)
+    return max(base, min(int(factor) * base, fit))
+
+
 class ResponseTimes:
     """Each device's recent fit response time (exponential moving average), and BFL's T_W."""
 
@@ -149,10 +188,13 @@ class ResponseTimes:
         self.weights[cid] = max(float(weight), 1e-9)
 
     def weighted_average(
-        self, devices: Sequence[str], working_for: Mapping[str, float]
+        self, devices: Sequence[str], working_for: Mapping[str, float], min_known: int = 1
     ) -> float | None:
         """T_W over ``devices``: known response times, or for a device never heard from, the
-        time it has been working (``working_for``); ``None`` until anything is known."""
+        time it has been working (``working_for``); ``None`` while fewer than ``min_known``
+        of ``devices`` have a known response time."""
+        if sum(1 for cid in devices if cid in self.seconds) < max(1, int(min_known)):
+            return None
         num = den = 0.0
         for cid in devices:
             t = self.seconds.get(cid)

@@ -19,6 +19,7 @@ class DeviceState:
     reported: set[int] = field(default_factory=set)
     rebind_base: int | None = None  # its late update awaits re-basing (trained on this base)
     rebind_sent: float | None = None  # a re-based update is on its way since
+    rebind_epochs: int = 0  # local epochs of the update awaiting re-basing
 
     @property
     def cid(self) -> str:
@@ -44,6 +45,7 @@ class Call:
     ins: Any
     bound_to: int = 0  # fit/rebind: the version the update is encrypted for
     evaluates: int = 0  # fit/rebind: the version it also evaluates in the same message (0: none)
+    epochs: int = 0  # fit: local epochs asked for; rebind: those of the update re-based
 
     @property
     def method(self) -> str:

@@ -38,18 +38,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from flwr.common import (
     Code,
     EvaluateIns,
     FitIns,
-    parameters_to_ndarrays,
 )
 
 from fedids import protocol
 from fedids.server import buffer_rule as rule
 from fedids.server.buffer_state import Call, DeviceState, Event, Version
 from fedids.server.buffered_eval import BufferedEvaluation
+from fedids.server.buffered_versions import BufferedVersions
 from fedids.server.loop import FedIDSServer, payload_bytes
 from fedids.server.records import RoundCosts
 from strategies.buffered_fedavg import (
@@ -62,11 +61,8 @@ from strategies.fedids_base import AggregationError
 
 log = logging.getLogger("fedids.server")
 
-#: longest the coordinator sleeps without an event (it re-checks timeouts then)
-MAX_WAIT_SECONDS = 1.0
 
-
-class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
+class BufferedFedIDSServer(BufferedVersions, BufferedEvaluation, FedIDSServer):
     """The fedids run with buffered (FedBuff/BFL) aggregation instead of synchronous rounds."""
 
     def __init__(
@@ -110,6 +106,8 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
             min_updates=int(self.strategy.min_fit_clients),
         )
         self.times = rule.ResponseTimes(self.settings.smoothing)
+        self.epoch_times = rule.ResponseTimes(self.settings.smoothing)  # training per epoch
+        self.fixed_times = rule.ResponseTimes(self.settings.smoothing)  # a fit besides training
         self.events: queue.Queue[Event] = queue.Queue()
         self.version = 0
         self.version_made = time.perf_counter()
@@ -124,6 +122,7 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
             "staleness_exponent": self.settings.staleness_exponent,
             "max_multiplier": self.settings.max_multiplier,
             "time_factor": self.settings.time_factor,
+            "idle_epochs_factor": self.settings.idle_epochs_factor,
         }
         log.info(
             "buffered aggregation: %d device(s), K=%d, max staleness %d, multipliers up to %d",
@@ -167,21 +166,64 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
             if rebind:
                 calls.append(self._rebind_call(dev, evaluates))
             if fit:
+                epochs = rule.epochs_to_fill(
+                    self.plan.local_epochs,
+                    self._idle_wait(dev, now),
+                    self.epoch_times.seconds.get(dev.cid),
+                    self.settings.idle_epochs_factor,
+                    self.fixed_times.seconds.get(dev.cid, 0.0),
+                )
                 config = self._config(
                     protocol.PHASE_TRAIN,
                     self.version + 1,
-                    local_epochs=self.plan.local_epochs,
+                    local_epochs=epochs,
                     final=self.version + 1 == self.num_versions,
                     evaluate_base=bool(evaluates),
                     **self._report_request_for(dev),
                 )
                 ins = FitIns(self.parameters, config)
-                call = Call("fit", self.version, ins, self.version + 1, evaluates=evaluates)
+                call = Call(
+                    "fit", self.version, ins, self.version + 1, evaluates=evaluates, epochs=epochs
+                )
                 calls.append(call)
                 dev.base, dev.fit_sent = self.version, now
             if calls:
                 dev.busy = True
                 self.pool.submit(self._job, dev, calls)
+
+    def _idle_wait(self, dev: DeviceState, now: float) -> float | None:
+        """Seconds an update ``dev`` starts now would wait anyway: until the expected arrival of
+        the latest update on its way that the next version cannot be made without (its base
+        is below ``version + 1 - max_staleness``); ``None`` if there is none or a time is
+        unknown."""
+        limit = self.version + 1 - self.settings.max_staleness
+        waits = []
+        for d in self.devices.values():
+            if d is dev or d.fit_sent is None or d.base is None or d.base >= limit:
+                continue
+            seconds = self.times.seconds.get(d.cid)
+            if seconds is None:
+                return None
+            waits.append(d.fit_sent + seconds - now)
+        return max(waits) if waits else None
+
+    def _observe_epochs(
+        self, cid: str, seconds: float, epochs: int, metrics: Mapping[str, Any]
+    ) -> None:
+        """Split a fit's response time into training per epoch and the rest. The device's
+        own ``train_seconds`` (+ ``slowdown_seconds``) says how much was training; it only
+        schedules epochs (bounded by ``idle_epochs_factor``), and a value that is not a
+        number within the response time counts the whole response as training."""
+        try:
+            train = float(metrics.get("train_seconds", 0.0)) + float(
+                metrics.get("slowdown_seconds", 0.0)
+            )
+        except (TypeError, ValueError):
+            train = 0.0
+        if not (0.0 < train <= seconds):  # also refuses NaN
+            train = seconds
+        self.epoch_times.observe(cid, train / epochs)
+        self.fixed_times.observe(cid, seconds - train)
 
     def _rebind_call(self, dev: DeviceState, evaluates: int) -> Call:
         """A late update: the device re-bases it on the current version (sent along, and
@@ -196,7 +238,9 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
         )
         dev.rebind_base, dev.rebind_sent = None, time.perf_counter()
         ins = FitIns(self.parameters, config)
-        return Call("rebind", base, ins, bound_to=target, evaluates=evaluates)
+        return Call(
+            "rebind", base, ins, bound_to=target, evaluates=evaluates, epochs=dev.rebind_epochs
+        )
 
     def _job(self, dev: DeviceState, calls: list[Call]) -> None:
         """Run one device's calls in order (a worker thread); every outcome becomes an event."""
@@ -277,12 +321,14 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
         self._on_report(dev, metrics)
         if call.kind == "fit":
             self.times.observe(dev.cid, ev.seconds, weight=self.aggregator.data_weight(res))
+            if call.epochs > 0:
+                self._observe_epochs(dev.cid, ev.seconds, call.epochs, metrics)
         try:
             problem = rule.staleness_problem(open_version, base, self.settings)
             if problem is None and call.bound_to != open_version:
                 if call.kind == "fit":
                     # made for a version that exists meanwhile: the device re-bases it
-                    dev.rebind_base = base
+                    dev.rebind_base, dev.rebind_epochs = base, call.epochs
                     return
                 problem = f"re-based for version {call.bound_to}, version {open_version} is open"
             if problem is not None:
@@ -296,113 +342,11 @@ class BufferedFedIDSServer(BufferedEvaluation, FedIDSServer):
             costs.device_errors.append(f"device {dev.cid}: rejected: {exc}")
             return
         update.rebound = call.kind == "rebind"
+        update.local_epochs = call.epochs
         update.upload_bytes = payload_bytes(res.parameters, res.metrics)
         if dev.cid in self.buffer:
             log.info("device %s: a newer update replaces its buffered one", dev.cid)
         self.buffer[dev.cid] = update
-
-    def _view(self, now: float) -> rule.BufferView:
-        timeout = self.call_timeout
-        in_flight = {
-            d.cid: now - d.fit_sent
-            for d in self.devices.values()
-            if d.fit_sent is not None and (timeout is None or now - d.fit_sent < timeout)
-        }
-        average = self.times.weighted_average(list(self.devices), in_flight)
-        threshold = None if average is None else self.settings.time_factor * average
-        pinned = sum(
-            1
-            for d in self.devices.values()
-            if d.rebind_base is not None
-            or (d.rebind_sent is not None and (timeout is None or now - d.rebind_sent < timeout))
-        )
-        return rule.BufferView(
-            version=self.version,
-            final=self.version + 1 == self.num_versions,
-            buffered=len(self.buffer),
-            in_flight_bases=[self.devices[c].base or 0 for c in in_flight],
-            since_version=now - self.version_made,
-            threshold=threshold,
-            min_updates=int(self.strategy.min_fit_clients),
-            pinned=pinned,
-        )
-
-    def _seconds_to_wake(self) -> float:
-        now = time.perf_counter()
-        wait = MAX_WAIT_SECONDS
-        if self.version < self.num_versions:
-            until = rule.seconds_until_time_trigger(self._view(now), self.settings)
-            if until is not None:
-                wait = min(wait, until)
-        return max(wait, 0.001)
-
-    def _maybe_aggregate(self) -> None:
-        if self.version >= self.num_versions:
-            return
-        view = self._view(time.perf_counter())
-        trigger = rule.decide(view, self.settings)
-        if trigger is not None:
-            self._aggregate(trigger, view.threshold)
-
-    def _aggregate(self, trigger: str, threshold: float | None) -> None:
-        new = self.version + 1
-        updates = sorted(self.buffer.values(), key=lambda u: u.cid)
-        stale = [rule.staleness_of(new, u.base_version) for u in updates]
-        multipliers = [rule.staleness_multiplier(s, self.settings) for s in stale]
-        t1 = time.perf_counter()
-        parameters = self.aggregator.aggregate(new, updates, multipliers)
-        made = time.perf_counter()
-        costs = self._pending_costs
-        costs.round = new
-        costs.fit_seconds = t1 - self.version_made
-        costs.aggregate_seconds = made - t1
-        costs.upload_bytes = [u.upload_bytes for u in updates]
-        costs.download_bytes = sum(len(t) for t in parameters.tensors)
-        costs.fit_clients = len(updates)
-        for key, target in (
-            ("train_seconds", costs.train_seconds),
-            ("encrypt_seconds", costs.encrypt_seconds),
-            ("decrypt_seconds", costs.decrypt_seconds),
-        ):
-            target += [float(u.metrics[key]) for u in updates if key in u.metrics]
-        contributors = []
-        for u, s, m in zip(updates, stale, multipliers, strict=True):
-            entry: dict[str, Any] = {
-                "device": u.cid,
-                "base_version": u.base_version,
-                "staleness": s,
-                "multiplier": m,
-            }
-            if "partition_id" in u.metrics:  # plain mode only: Paillier devices do not say
-                entry["partition_id"] = int(u.metrics["partition_id"])
-            if u.rebound:
-                entry["rebound"] = True
-            contributors.append(entry)
-        costs.extra.update(
-            {
-                "aggregation": "buffered",
-                "elapsed_seconds": made - self._run_started,
-                "trigger": trigger,
-                "time_threshold_seconds": threshold,
-                "contributors": contributors,
-            }
-        )
-        self._costs[new] = costs
-        self._pending_costs = RoundCosts(new + 1, made)
-        self.buffer.clear()
-        self.version, self.parameters, self.version_made = new, parameters, made
-        self.versions[new] = Version(new, parameters)
-        log.info(
-            "[ROUND %d] buffered aggregate of %d update(s) (%s; staleness %s)",
-            new,
-            len(updates),
-            trigger,
-            stale,
-        )
-        if new == self.num_versions and self.plan.save_plain_parameters:
-            np.savez(
-                f"{self.plan.run_path}/global_parameters.npz", *parameters_to_ndarrays(parameters)
-            )
 
     def _check_progress(self) -> None:
         """Nothing on its way and no aggregate possible: stop with one line, never hang."""

@@ -55,5 +55,8 @@ def test_base_seconds_pin_the_simulated_speeds(monkeypatch):
     assert slowdown.pause_for_slowdown(cfg, 1, 0.5) == pytest.approx(7.5)  # 8 s in all
     assert slowdown.pause_for_slowdown(cfg, 1, 3.0) == pytest.approx(9.0)  # 4 x 3 s
     assert slowdown.pause_for_slowdown(cfg, 0, 3.0) == 0.0
+    # a fit of more epochs than local_epochs (a buffered run filling a wait) takes longer
+    assert slowdown.pause_for_slowdown(cfg, 0, 0.5, work=1.5) == pytest.approx(2.5)  # 3 s
+    assert slowdown.pause_for_slowdown(cfg, 1, 0.5, work=2.0) == pytest.approx(15.5)  # 16 s
     with pytest.raises(ProtocolError, match="slowdown_base_seconds=-1"):
         slowdown.pause_for_slowdown({"aggregation": {"slowdown_base_seconds": -1}}, 0, 1.0)

@@ -134,3 +134,51 @@ def test_weighted_average_time_uses_data_size_and_lower_bounds():
     assert times.weighted_average(["a", "c"], {"c": 5.0}) == pytest.approx(
         (100 * 3.0 + 1 * 5.0) / 101
     )
+
+
+def test_no_time_threshold_until_a_buffer_of_devices_has_answered():
+    """First version: three fast devices started together, two have answered. Their lower
+    bounds would make T_W the elapsed time, firing before the third (0.3 s later) arrives."""
+    times = rule.ResponseTimes(smoothing=0.5)
+    times.observe("fast1", 3.4)
+    times.observe("fast2", 3.45)
+    devices = ["fast1", "fast2", "fast3", "slow"]
+    working = {"fast3": 3.45, "slow": 3.45}
+    assert times.weighted_average(devices, working, min_known=3) is None
+    assert times.weighted_average(devices, working, min_known=2) == pytest.approx(3.4375)
+    view = rule.BufferView(
+        version=0,
+        final=False,
+        buffered=2,
+        in_flight_bases=[0, 0],
+        since_version=3.45,
+        threshold=times.weighted_average(devices, working, min_known=3),
+        min_updates=2,
+    )
+    assert rule.decide(view, settings(buffer_size=3)) is None
+    times.observe("fast3", 3.7)
+    working = {"slow": 3.7}
+    threshold = times.weighted_average(devices, working, min_known=3)
+    assert threshold == pytest.approx((3.4 + 3.45 + 3.7 + 3.7) / 4)
+
+
+def test_a_device_that_would_wait_is_given_epochs_that_fit_the_wait():
+    # 2 epochs took 5 s (2.5 s per epoch, fixed costs included); the slow device is 9.8 s away
+    assert rule.epochs_to_fill(2, 9.8, 2.5, factor=2) == 3  # floor(0.85 * 9.8 / 2.5)
+    assert rule.epochs_to_fill(2, 30.0, 2.5, factor=2) == 4  # at most factor x local_epochs
+    assert rule.epochs_to_fill(2, 30.0, 2.5, factor=3) == 6
+    assert rule.epochs_to_fill(2, 2.0, 2.5, factor=2) == 2  # never fewer than local_epochs
+    for unknown in ((None, 2.5), (9.8, None), (0.0, 2.5), (-3.0, 2.5)):
+        assert rule.epochs_to_fill(2, *unknown, factor=2) == 2
+    assert rule.epochs_to_fill(2, 30.0, 2.5, factor=1) == 2  # 1: off
+    # 2 s per fit besides training (decryption, evaluation), 1.5 s per epoch, 8 s to wait
+    assert rule.epochs_to_fill(2, 8.0, 1.5, factor=2, fixed_seconds=2.0) == 3
+    assert rule.epochs_to_fill(2, 8.0, 1.5, factor=2, fixed_seconds=5.0) == 2
+
+
+def test_idle_epochs_factor_is_checked_and_defaults_to_off():
+    assert settings().idle_epochs_factor == 1  # AGG does not name it
+    assert settings(idle_epochs_factor=3).idle_epochs_factor == 3
+    for bad in (0, 2.5, "2", rule.MAX_IDLE_EPOCHS_FACTOR + 1):
+        with pytest.raises(rule.BufferConfigError, match="idle_epochs_factor"):
+            settings(idle_epochs_factor=bad)

@@ -6,6 +6,7 @@ needs a definite order, and a slow device is simulated by holding its call until
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -113,6 +114,33 @@ def test_a_slow_device_is_waited_for_instead_of_being_left_behind(tmp_path, mode
     assert v3["macro_f1"] > v3["baseline_macro_f1"]
     if mode == "paillier":  # no device tells the server its partition or record count
         assert all("partition_id" not in c for r in doc["rounds"] for c in r["contributors"])
+
+
+def test_fast_devices_train_more_epochs_instead_of_waiting_for_a_slow_one(tmp_path):
+    """Device 1003 takes 2.5 s more than the others for every fit. Once its time is known,
+    a fast device whose next update must wait for 1003 anyway is asked for more epochs (up to
+    idle_epochs_factor x local_epochs); 1003 itself, and anyone with nothing to wait for,
+    gets local_epochs."""
+    one_at_a_time = threading.Lock()
+
+    def wrap(proxy, name, ins, call):
+        with one_at_a_time:
+            out = call(ins)
+        if name == "fit" and proxy.cid == "1003":
+            time.sleep(2.5)
+        return out
+
+    cfg = buffered_cfg(6, 4, buffer_size=3, time_factor=1000.0, idle_epochs_factor=2)
+    base = int(cfg["local_epochs"])
+    doc = _concurrent_run(cfg, tmp_path / "run", 4, wrap)
+    check_records(doc, 6, 4)
+    assert doc["aggregation"]["idle_epochs_factor"] == 2
+    entries = [c for r in doc["rounds"] for c in r["contributors"]]
+    assert all(base <= c["local_epochs"] <= 2 * base for c in entries)
+    assert all(c["local_epochs"] == base for c in entries if c["device"] == "1003")
+    assert all(c["local_epochs"] == base for c in doc["rounds"][0]["contributors"])
+    filled = [c for c in entries if c["local_epochs"] > base]
+    assert filled and all(c["device"] != "1003" for c in filled)
 
 
 def test_a_device_failing_every_fit_stops_the_run_with_one_line(tmp_path):
