@@ -161,16 +161,19 @@ def epochs_to_fill(
     seconds_per_epoch: float | None,
     factor: int,
     fixed_seconds: float = 0.0,
+    ceiling: int | None = None,
 ) -> int:
     """Local epochs for a device whose update would wait ``wait_seconds`` for a slower device:
     as many as fit, with its ``fixed_seconds`` per fit (messages, decryption, evaluation), in
     ``FILL_MARGIN`` of that wait at its measured ``seconds_per_epoch``; at least
-    ``local_epochs``, at most ``factor x local_epochs``. Nothing known: ``local_epochs``."""
+    ``local_epochs``, at most ``factor x local_epochs`` and ``ceiling`` (what a device
+    accepts). Nothing known: ``local_epochs``."""
     base = max(1, int(local_epochs))
     if factor <= 1 or not wait_seconds or not seconds_per_epoch or seconds_per_epoch <= 0:
         return base
     fit = math.floor((FILL_MARGIN * wait_seconds - max(0.0, fixed_seconds)) / seconds_per_epoch)
-    return max(base, min(int(factor) * base, fit))
+    most = int(factor) * base if ceiling is None else min(int(factor) * base, int(ceiling))
+    return max(base, min(most, fit))
 
 
 class ResponseTimes:

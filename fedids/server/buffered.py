@@ -172,6 +172,7 @@ class BufferedFedIDSServer(BufferedVersions, BufferedEvaluation, FedIDSServer):
                     self.epoch_times.seconds.get(dev.cid),
                     self.settings.idle_epochs_factor,
                     self.fixed_times.seconds.get(dev.cid, 0.0),
+                    ceiling=protocol.MAX_LOCAL_EPOCHS,
                 )
                 config = self._config(
                     protocol.PHASE_TRAIN,

@@ -174,6 +174,9 @@ def test_a_device_that_would_wait_is_given_epochs_that_fit_the_wait():
     # 2 s per fit besides training (decryption, evaluation), 1.5 s per epoch, 8 s to wait
     assert rule.epochs_to_fill(2, 8.0, 1.5, factor=2, fixed_seconds=2.0) == 3
     assert rule.epochs_to_fill(2, 8.0, 1.5, factor=2, fixed_seconds=5.0) == 2
+    # never more than a device accepts (protocol.MAX_LOCAL_EPOCHS), never below local_epochs
+    assert rule.epochs_to_fill(600, 1e6, 1.0, factor=2, ceiling=1000) == 1000
+    assert rule.epochs_to_fill(600, 1e6, 1.0, factor=2, ceiling=500) == 600
 
 
 def test_idle_epochs_factor_is_checked_and_defaults_to_off():
