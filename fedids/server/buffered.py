@@ -108,6 +108,7 @@ class BufferedFedIDSServer(BufferedVersions, BufferedEvaluation, FedIDSServer):
         self.times = rule.ResponseTimes(self.settings.smoothing)
         self.epoch_times = rule.ResponseTimes(self.settings.smoothing)  # training per epoch
         self.fixed_times = rule.ResponseTimes(self.settings.smoothing)  # a fit besides training
+        self.rebind_times = rule.ResponseTimes(self.settings.smoothing)  # re-basing messages
         self.events: queue.Queue[Event] = queue.Queue()
         self.version = 0
         self.version_made = time.perf_counter()
@@ -195,16 +196,24 @@ class BufferedFedIDSServer(BufferedVersions, BufferedEvaluation, FedIDSServer):
     def _idle_wait(self, dev: DeviceState, now: float) -> float | None:
         """Seconds an update ``dev`` starts now would wait anyway: until the expected arrival of
         the latest update on its way that the next version cannot be made without (its base
-        is below ``version + 1 - max_staleness``); ``None`` if there is none or a time is
-        unknown."""
+        is below ``version + 1 - max_staleness``), plus its re-basing message if the version
+        it was made for exists already, or of a re-based update on its way (it can only join
+        the next version); ``None`` if there is none or a time is unknown."""
         limit = self.version + 1 - self.settings.max_staleness
         waits = []
         for d in self.devices.values():
+            if d is not dev and d.rebind_sent is not None:  # pinned to the next version
+                rebind = self.rebind_times.seconds.get(d.cid)
+                if rebind is None:
+                    return None
+                waits.append(d.rebind_sent + rebind - now)
             if d is dev or d.fit_sent is None or d.base is None or d.base >= limit:
                 continue
             seconds = self.times.seconds.get(d.cid)
             if seconds is None:
                 return None
+            if d.base + 1 <= self.version:  # it will be re-based on arrival
+                seconds += self.rebind_times.seconds.get(d.cid, 0.0)
             waits.append(d.fit_sent + seconds - now)
         return max(waits) if waits else None
 
@@ -324,6 +333,8 @@ class BufferedFedIDSServer(BufferedVersions, BufferedEvaluation, FedIDSServer):
             self.times.observe(dev.cid, ev.seconds, weight=self.aggregator.data_weight(res))
             if call.epochs > 0:
                 self._observe_epochs(dev.cid, ev.seconds, call.epochs, metrics)
+        else:
+            self.rebind_times.observe(dev.cid, ev.seconds)
         try:
             problem = rule.staleness_problem(open_version, base, self.settings)
             if problem is None and call.bound_to != open_version:
