@@ -76,6 +76,11 @@ def flower_env(
             # under the machine's routable address; with this it uses 127.0.0.1 only
             # (ray/_private/services.py get_node_ip_address, Ray 2.55)
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            # Ray names its processes with setproctitle, which by default overwrites the
+            # memory /proc/PID/environ shows: Ray's DashboardAgent and RuntimeEnvAgent then
+            # lose the group tag below and outlive a Ctrl-C'd demo unseen (a CI run, Ray
+            # 2.55). With this setproctitle leaves the environment alone.
+            "SPT_NOENV": "1",
         }
     )
     # the SuperLink starts flwr-serverapp etc. by name: find this interpreter's, even when

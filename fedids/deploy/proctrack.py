@@ -11,6 +11,12 @@ So every process a harness starts gets a **group tag** in its environment
 included (checked on Flower 1.42 / Ray 2.55), whatever their session or parent. A harness
 finds its processes by reading ``/proc/<pid>/environ`` for its own tag, and signals a process
 only if its start time is still the one it saw (no PID reuse accidents).
+
+Two things keep the tag readable. Ray renames its processes with setproctitle, which by
+default overwrites the memory ``/proc/<pid>/environ`` shows; the environment the harnesses
+give Flower sets ``SPT_NOENV=1`` (``fedids.deploy.flower.flower_env``), which stops that. And
+clean-up also ends the untagged descendants of tagged processes (:func:`group_tree`), for a
+program that clears or rewrites its own environment.
 """
 
 from __future__ import annotations
@@ -108,6 +114,30 @@ def group_members(tag: str, env_name: str = GROUP_ENV) -> list[PidStart]:
     return sorted(out)
 
 
+def group_tree(tag: str, env_name: str = GROUP_ENV) -> list[PidStart]:
+    """:func:`group_members` and all their live descendants, tagged or not (one /proc scan)."""
+    needle = f"\0{env_name}={tag}\0".encode()
+    children: dict[int, list[PidStart]] = {}
+    tagged: list[PidStart] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = proc_stat(int(entry))
+        if st is None:
+            continue
+        children.setdefault(st[0], []).append((int(entry), st[1]))
+        if _has_tag(int(entry), needle):
+            tagged.append((int(entry), st[1]))
+    found = set(tagged)
+    todo = [pid for pid, _ in tagged]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child[0])
+    return sorted(found)
+
+
 def signal_if_same(pid: int, start: str, sig: int) -> bool:
     """Send ``sig`` to ``pid`` only if it is still the process we saw (guards PID reuse)."""
     st = proc_stat(pid)
@@ -167,7 +197,7 @@ def terminate_group(
     survivors: list[PidStart] = []
     empty_since: float | None = None
     while True:
-        members = [(p, s) for p, s in group_members(tag) if p not in keep and p != os.getpid()]
+        members = [(p, s) for p, s in group_tree(tag) if p not in keep and p != os.getpid()]
         now = time.monotonic()
         if members:
             empty_since = None

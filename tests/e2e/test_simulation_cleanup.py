@@ -22,7 +22,7 @@ import pytest
 
 from fedids.deploy.flower import flower_bin
 from fedids.deploy.flwr_cli import run_id_in, run_status
-from fedids.deploy.proctrack import GROUP_ENV, group_members, label
+from fedids.deploy.proctrack import GROUP_ENV, group_members, label, terminate
 from fedids.simulation import CONNECTION, SimulationLink, simulation_link
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +42,16 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def group_tags(pid: int) -> set[str]:
+    """The values of ``GROUP_ENV`` that ``/proc/<pid>/environ`` shows ("" if none)."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return set()
+    prefix = f"{GROUP_ENV}=".encode()
+    return {v[len(prefix) :].decode() for v in env if v.startswith(prefix)} or {""}
 
 
 def has_ray_workers(procs: list[tuple[int, str]]) -> bool:
@@ -154,8 +164,17 @@ def test_ctrl_c_on_fedids_demo_leaves_nothing(tmp_path):
     try:
         wait_for(lambda: "[ROUND 1]" in out.read_text(), 300, "round 1")
         wait_for(lambda: has_ray_workers(group_members(tag, TEST_TAG)), 60, "Ray workers")
-        before = labels(group_members(tag, TEST_TAG))
+        agents = {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+        wait_for(lambda: agents <= set(labels(group_members(tag, TEST_TAG))), 60, "Ray agents")
+        members = group_members(tag, TEST_TAG)
+        before = labels(members)
         assert {"flower-superlink", "flwr-simulation", "gcs_server", "raylet"} <= set(before)
+        # the demo finds its processes by its group tag: every one of them shows the same
+        # tag, Ray's agents too (setproctitle wiped it from theirs: a CI run, fixed by
+        # SPT_NOENV). The demo itself carries none; it sets the tag for its children.
+        tags = {label(pid): group_tags(pid) for pid, _ in members if pid != demo.pid}
+        assert len(set().union(*tags.values()) - {""}) == 1, tags
+        assert all(len(t) == 1 and "" not in t for t in tags.values()), tags
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 130, out.read_text()[-2000:]
         try:
@@ -166,3 +185,4 @@ def test_ctrl_c_on_fedids_demo_leaves_nothing(tmp_path):
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
+        terminate(group_members(tag, TEST_TAG))  # only if an assertion above failed
