@@ -44,7 +44,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path("/work/shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv")
+REPO = Path(__file__).resolve().parents[1]
+#: the real telemetry, where the project's data folder sits beside a clone (or two levels up)
+DEFAULT_DATA = [
+    base / "shared/data/ton_iot/Train_Test_IoT_GPS_Tracker.csv" for base in REPO.parents[:2]
+]
 #: enough local work per fit that the slowdown (a multiple of training time) dominates the
 #: per-message costs, and a learning rate at which the model converges within the run
 TRAINING = "local_epochs=2 train.lr=0.01"
@@ -74,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classification", choices=("multi", "binary"), default="multi")
     p.add_argument("--repeats", type=int, default=1, help="sync/buffered pairs, interleaved")
     p.add_argument("--overrides", default="", help="extra Hydra overrides for both runs")
+    p.add_argument(
+        "--idle-epochs-factor",
+        type=int,
+        default=None,
+        help="buffered runs only: aggregation.idle_epochs_factor (1: no filling; default: conf)",
+    )
     p.add_argument("--png", type=Path, default=None, help="plot (fedids.report.plot_stragglers)")
     p.add_argument("--workdir", type=Path, default=None, help="run folders (default: a temp dir)")
     return p.parse_args(argv)
@@ -81,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def data_overrides(args: argparse.Namespace) -> tuple[str, str]:
     """Hydra overrides for the data and a label saying what it is."""
-    path = args.data or (DEFAULT_DATA if DEFAULT_DATA.is_file() else None)
+    path = args.data or next((p for p in DEFAULT_DATA if p.is_file()), None)
     if path is None:
         return "", "synthetic (dataset=synthetic): no real data folder on this machine"
     return f"dataset=ton_iot dataset.path={path}", f"TON_IoT {path.name} (real telemetry)"
@@ -99,6 +109,11 @@ def make_cfg(args: argparse.Namespace, aggregation: str, rounds: int, data: str)
             "mode.workers=1" if args.mode == "paillier" else "",
             TRAINING,
             args.overrides,
+            (
+                f"aggregation.idle_epochs_factor={args.idle_epochs_factor}"
+                if aggregation == "buffered" and args.idle_epochs_factor is not None
+                else ""
+            ),
         ]
     )
     cfg = to_plain(
@@ -283,6 +298,7 @@ def report(args, pairs: list[dict], data_label: str, buffered_rounds: int) -> di
         "sync_rounds": args.rounds,
         "buffered_versions": buffered_rounds,
         "training": f"{TRAINING} {args.overrides}".strip(),
+        "idle_epochs_factor": args.idle_epochs_factor,
         "data": data_label,
         "classification": args.classification,
         "repeats": args.repeats,
