@@ -188,9 +188,11 @@ def terminate_group(
 
     Looks again until the group has stayed empty for ``quiet`` seconds (at most ``bound``
     seconds in all): a process being started while we signal is caught by a later look.
-    Seen in a CI run on a loaded 2-vCPU machine: with two back-to-back looks only, Ray's
-    ``DashboardAgent`` and ``RuntimeEnvAgent`` of a Ctrl-C'd demo were still alive 30 s
-    after its clean-up had returned.
+    Each look takes the members' untagged descendants too (:func:`group_tree`).
+
+    (Two CI runs left Ray's ``DashboardAgent`` and ``RuntimeEnvAgent`` of a Ctrl-C'd demo
+    alive. More looks did not help: setproctitle had wiped the tag from their
+    ``/proc/PID/environ``, so no look could see them. ``SPT_NOENV=1`` in ``flower_env`` did.)
     """
     keep = set(keep)
     deadline = time.monotonic() + bound
