@@ -77,21 +77,31 @@ def label(pid: int) -> str:
     return Path(words[0].split()[0]).name
 
 
-def descendants(pid: int) -> list[PidStart]:
-    """All live descendants of ``pid`` as (pid, start time), found through /proc parentage."""
+def _children() -> dict[int, list[PidStart]]:
+    """Every live process as (pid, start time), by parent pid (one /proc scan)."""
     children: dict[int, list[PidStart]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = proc_stat(int(entry))
             if st:
                 children.setdefault(st[0], []).append((int(entry), st[1]))
+    return children
+
+
+def _below(children: dict[int, list[PidStart]], roots: Iterable[int]) -> list[PidStart]:
+    """The descendants of ``roots`` in a :func:`_children` map."""
     out: list[PidStart] = []
-    todo = [pid]
+    todo = list(roots)
     while todo:
         for child in children.get(todo.pop(), []):
             out.append(child)
             todo.append(child[0])
     return out
+
+
+def descendants(pid: int) -> list[PidStart]:
+    """All live descendants of ``pid`` as (pid, start time), found through /proc parentage."""
+    return _below(_children(), [pid])
 
 
 def _has_tag(pid: int, needle: bytes) -> bool:
@@ -115,27 +125,9 @@ def group_members(tag: str, env_name: str = GROUP_ENV) -> list[PidStart]:
 
 
 def group_tree(tag: str, env_name: str = GROUP_ENV) -> list[PidStart]:
-    """:func:`group_members` and all their live descendants, tagged or not (one /proc scan)."""
-    needle = f"\0{env_name}={tag}\0".encode()
-    children: dict[int, list[PidStart]] = {}
-    tagged: list[PidStart] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        st = proc_stat(int(entry))
-        if st is None:
-            continue
-        children.setdefault(st[0], []).append((int(entry), st[1]))
-        if _has_tag(int(entry), needle):
-            tagged.append((int(entry), st[1]))
-    found = set(tagged)
-    todo = [pid for pid, _ in tagged]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child[0])
-    return sorted(found)
+    """:func:`group_members` and all their live descendants, tagged or not."""
+    members = group_members(tag, env_name)
+    return sorted(set(members) | set(_below(_children(), [pid for pid, _ in members])))
 
 
 def signal_if_same(pid: int, start: str, sig: int) -> bool:
